@@ -1,0 +1,34 @@
+# iommu-viz: the set-up contract (see README.md).
+#   make lab     JupyterLab on 127.0.0.1:$(PORT) in notebooks/
+#   make test    the whole test suite (also installs Debian chromium for the browser test)
+#   make bench   the benchmarks
+#   make clean   remove .venv and the set-up stamps
+# Set-up is scripts/setup.sh: idempotent, a second run installs nothing.
+
+PORT ?= 8888
+PYTEST_ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+# Jupyter refuses to run as root unless told to.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: setup setup-browser lab test bench clean
+
+setup:
+	bash scripts/setup.sh base
+
+setup-browser:
+	bash scripts/setup.sh browser
+
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
+		--ServerApp.root_dir=notebooks $(ALLOW_ROOT)
+
+test: setup-browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .stamp-*
