@@ -1,0 +1,9 @@
+"""Page-table formats: LPAE (io-pgtable-arm) and, later, v7s."""
+from .common import *  # noqa: F401,F403
+from .common import (FlushOps, RecordingFlushOps, PgtableError, WalkStep,
+                     Translation, PgtableSnapshot, TableSnapshot, KERNELS)
+from .lpae import LpaeTable, PteInfo
+
+__all__ = ["LpaeTable", "PteInfo", "FlushOps", "RecordingFlushOps",
+           "PgtableError", "WalkStep", "Translation", "PgtableSnapshot",
+           "TableSnapshot", "KERNELS"]
