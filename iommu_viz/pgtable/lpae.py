@@ -116,12 +116,17 @@ class LpaeTable:
     unmaps are not invalidated); ``ns`` sets ``IO_PGTABLE_QUIRK_ARM_NS``.
     ``trace``, if given, is called as ``trace(func, kind, **detail)`` for
     every table write, allocation and warning, naming the kernel function.
+    ``split_sync`` overrides the era's choice of whether the split
+    invalidates and syncs on its own (the v4.20 "hack"): in the v5.4 era
+    True means ``tlb_flush_leaf`` of the page instead of ``tlb_add_page``;
+    in the v4.20 era False means ``tlb_add_flush`` without ``tlb_sync``.
     """
 
     fmt = "lpae"
 
     def __init__(self, granule=SZ_4K, ias=48, oas=48, stage=1, kernel="v5.4",
-                 tlb=None, non_strict=False, ns=False, trace=None):
+                 tlb=None, non_strict=False, ns=False, trace=None,
+                 split_sync=None):
         check_kernel(kernel)
         if granule not in _PAGE_SIZES:
             raise ValueError(
@@ -146,6 +151,9 @@ class LpaeTable:
         self.non_strict = non_strict
         self.ns = ns
         self.trace = trace
+        #: whether arm_lpae_split_blk_unmap invalidates and syncs the
+        #: unmapped page itself (None: as the era did; True in v4.20)
+        self.split_sync = (kernel == "v4.20") if split_sync is None else bool(split_sync)
         self.warnings: list[str] = []
 
         # arm_lpae_alloc_pgtable (v5.7+ field names; same arithmetic in v5.4)
@@ -260,7 +268,7 @@ class LpaeTable:
         """arm_lpae_prot_to_pte: attribute bits for IOMMU_* ``prot``.
 
         v4.20/v5.4 set AF and SH=IS for every leaf in __arm_lpae_init_pte;
-        later kernels (v5.5+, so the v6.13 era) choose SH=IS for
+        later kernels (v5.6+, so the v6.13 era) choose SH=IS for
         IOMMU_CACHE and SH=OS otherwise, here.
         """
         pte = self._prot_cache.get(prot)
@@ -301,7 +309,7 @@ class LpaeTable:
         return pte
 
     def _sh_from_cache(self):
-        return era_at_least(self.kernel, (5, 5))
+        return era_at_least(self.kernel, (5, 6))
 
     def _leaf_pte(self, paddr, attrs, level):
         """__arm_lpae_init_pte: type bits plus output address."""
@@ -560,23 +568,36 @@ class LpaeTable:
             else:
                 self.tlb.tlb_add_page(gather, iova, size)
             return size
-        # v6.13 (arm_lpae_unmap_pages): handle tables first, clear the run,
-        # then add every entry to the gather unless the gather is queued
+        # v6.13 (arm_lpae_unmap_pages): up to the end of this table, stop
+        # at the first empty entry; a table is freed after a walk flush, a
+        # leaf is added to the gather unless the gather is queued (lazy
+        # mode, iommu_iotlb_gather_queued, v5.15+)
         n = min(n, len(t.ptes) - idx)
         i = 0
+        leaves = []
         while i < n:
             pte = t.ptes[idx + i]
             if pte == 0:
                 break
             if not self._is_leaf(pte, lvl):
-                self._write(t, idx + i, 0, func)
+                self._write(t, idx + i, 0, "__arm_lpae_clear_pte")
                 self.tlb.tlb_flush_walk(iova + i * size, size, granule)
                 self._free_subtree(self._deref(pte), "__arm_lpae_free_pgtable")
+            else:
+                leaves.append(i)
             i += 1
-        if i:
-            self._write(t, idx, 0, "__arm_lpae_clear_pte", count=i)
-            if gather is not None and not getattr(gather, "queued", False):
-                for j in range(i):
+        if leaves:
+            # consecutive leaves are cleared as one run of writes
+            runs = [[leaves[0], leaves[0]]]
+            for j in leaves[1:]:
+                if j == runs[-1][1] + 1:
+                    runs[-1][1] = j
+                else:
+                    runs.append([j, j])
+            for a, b in runs:
+                self._write(t, idx + a, 0, "__arm_lpae_clear_pte", count=b - a + 1)
+            if not (gather is not None and getattr(gather, "queued", False)):
+                for j in leaves:
                     self.tlb.tlb_add_page(gather, iova + j * size, size)
         return i * size
 
@@ -616,7 +637,10 @@ class LpaeTable:
         if unmap_idx >= 0:
             if self.kernel == "v4.20":
                 self.tlb.tlb_add_flush(iova, size, size, True)
-                self.tlb.tlb_sync()
+                if self.split_sync:
+                    self.tlb.tlb_sync()
+            elif self.split_sync:
+                self.tlb.tlb_flush_leaf(iova, size, size)
             else:
                 self.tlb.tlb_add_page(gather, iova, size)
             return size
