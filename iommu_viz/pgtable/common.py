@@ -52,11 +52,15 @@ KERNELS = {
              "tlb_add_flush and tlb_sync (b6b65ca20bc9, non-strict mode)",
     "v5.4": "deferred invalidation: the split adds the page to the caller's "
             "iommu_iotlb_gather; the caller's iotlb_sync covers it",
+    "v6.12": "the last release that splits: as v5.4, plus map_pages/"
+             "unmap_pages (v5.14), the queued gather (v5.15) and "
+             "arm-smmu-v3 range invalidation with TTL hints (v5.8+)",
     "v6.13": "no split: unmapping part of a block is refused with a warning "
              "and 0 bytes unmapped (33729a5fc0ca)",
 }
 
-_ERA_ORDER = {"v4.20": (4, 20), "v5.4": (5, 4), "v6.13": (6, 13)}
+_ERA_ORDER = {"v4.20": (4, 20), "v5.4": (5, 4), "v6.12": (6, 12),
+              "v6.13": (6, 13)}
 
 
 def check_kernel(kernel: str) -> str:

@@ -108,7 +108,7 @@ class LpaeTable:
     the block sizes, exactly as ``arm_lpae_restrict_pgsizes`` does;
     ``ias``/``oas`` are the input and output address sizes (32-48 bits);
     ``stage`` 1 or 2; ``kernel`` the era (``"v4.20"``, ``"v5.4"``,
-    ``"v6.13"``) whose unmap/split behaviour and descriptor bits are used.
+    ``"v6.12"``, ``"v6.13"``) whose unmap/split behaviour and descriptor bits are used.
 
     ``tlb`` receives the TLB-maintenance calls (a
     :class:`~iommu_viz.pgtable.common.RecordingFlushOps` by default);
@@ -154,6 +154,10 @@ class LpaeTable:
         #: whether arm_lpae_split_blk_unmap invalidates and syncs the
         #: unmapped page itself (None: as the era did; True in v4.20)
         self.split_sync = (kernel == "v4.20") if split_sync is None else bool(split_sync)
+        #: map_pages/unmap_pages with a page count (v5.14+)
+        self._pages_api = era_at_least(kernel, (5, 14))
+        #: partial unmap of a block splits it (until v6.12)
+        self._splits = not era_at_least(kernel, (6, 13))
         self.warnings: list[str] = []
 
         # arm_lpae_alloc_pgtable (v5.7+ field names; same arithmetic in v5.4)
@@ -485,7 +489,7 @@ class LpaeTable:
         idx = self.level_index(iova, lvl)
         # map_pages (v5.14+) fills up to the end of the table in one call;
         # before that each call mapped one page
-        n = min(pgcount, len(t.ptes) - idx) if self.kernel == "v6.13" else 1
+        n = min(pgcount, len(t.ptes) - idx) if self._pages_api else 1
         for i in range(n):
             old = t.ptes[idx + i]
             if old and self._is_table(old, lvl):
@@ -532,9 +536,9 @@ class LpaeTable:
             bs = self.block_size(lvl)
             if size == bs:
                 return self._unmap_entries(iova, size, gather, lvl, t, idx,
-                                           pgcount if self.kernel == "v6.13" else 1)
+                                           pgcount if self._pages_api else 1)
             if self._is_leaf(pte, lvl):
-                if self.kernel == "v6.13":
+                if not self._splits:
                     self._warn("__arm_lpae_unmap",
                                "Unmap of a partial large IOPTE is not allowed")
                     return 0
@@ -550,7 +554,7 @@ class LpaeTable:
         flush, and hand the TLB the leaf maintenance of the era."""
         func = "__arm_lpae_unmap"
         granule = self.granule
-        if self.kernel != "v6.13":
+        if not self._pages_api:
             pte = t.ptes[idx]
             self._write(t, idx, 0, func)
             if not self._is_leaf(pte, lvl):
@@ -568,7 +572,7 @@ class LpaeTable:
             else:
                 self.tlb.tlb_add_page(gather, iova, size)
             return size
-        # v6.13 (arm_lpae_unmap_pages): up to the end of this table, stop
+        # v5.14+ (arm_lpae_unmap_pages): up to the end of this table, stop
         # at the first empty entry; a table is freed after a walk flush, a
         # leaf is added to the gather unless the gather is queued (lazy
         # mode, iommu_iotlb_gather_queued, v5.15+)
