@@ -18,8 +18,8 @@ Example::
 
     >>> from iommu_viz import scenarios
     >>> sim = scenarios.get("seed")(kernel="v5.4", fast=True, sync_after=False)
-    >>> sim.accesses[-1].outcome
-    'stale'
+    >>> [a.outcome for a in sim.accesses]     # before unmap, page, neighbour, ...
+    ['translated', 'stale', 'translated', 'stale', 'translated']
     >>> [name for name, _ in scenarios.catalog()][:2]
     ['seed', 'seed-conflict']
 """
@@ -170,9 +170,11 @@ _CATALOG = {
 
 def catalog():
     """``[(name, one-line description), ...]`` in a fixed order."""
-    return [(n, f.__doc__.split("\n\n")[0].replace("\n", " ").split(". ")[0]
-             .strip().rstrip(".") + ".")
-            for n, f in _CATALOG.items()]
+    out = []
+    for n, f in _CATALOG.items():
+        text = " ".join(f.__doc__.split())
+        out.append((n, text.split(": ")[0].split(". ")[0].rstrip(".") + "."))
+    return out
 
 
 def get(name: str):
