@@ -173,7 +173,7 @@ def catalog():
     out = []
     for n, f in _CATALOG.items():
         text = " ".join(f.__doc__.split())
-        out.append((n, text.split(": ")[0].split(". ")[0].rstrip(".") + "."))
+        out.append((n, text.split(". ")[0].rstrip(".") + "."))
     return out
 
 
