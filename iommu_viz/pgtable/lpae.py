@@ -183,6 +183,11 @@ class LpaeTable:
         for lvl in range(MAX_LEVELS):
             self._shift[lvl] = (MAX_LEVELS - lvl) * self.bits_per_level + 3
         self._prot_cache: dict[int, int] = {}
+        self._size_level = {1 << self._shift[lvl]: lvl
+                            for lvl in range(self.start_level, MAX_LEVELS)}
+        self._idx_mask = [(1 << (self.pgd_bits if lvl == self.start_level
+                                 else self.bits_per_level)) - 1
+                          for lvl in range(MAX_LEVELS)]
 
         self._next_table_pa = TABLE_MEM_BASE
         self._tables: dict[int, _Table] = {}
@@ -205,10 +210,10 @@ class LpaeTable:
 
     def level_of_size(self, size: int) -> int:
         """The level whose entries cover exactly ``size`` bytes."""
-        for lvl in range(self.start_level, MAX_LEVELS):
-            if self.block_size(lvl) == size:
-                return lvl
-        raise ValueError(f"no level maps {fmt_size(size)}")
+        lvl = self._size_level.get(size)
+        if lvl is None:
+            raise ValueError(f"no level maps {fmt_size(size)}")
+        return lvl
 
     # ------------------------------------------------------------------ memory
     def _alloc_table(self, level, iova, func, n=None):
@@ -431,9 +436,11 @@ class LpaeTable:
                 f"{self.oas}-bit output address size")
         if not (prot & (IOMMU_READ | IOMMU_WRITE)):
             return 0
-        self._check_free(iova, size, count)
         attrs = self.prot_to_pte(prot)
         level = self.level_of_size(size)
+        if count == 1:
+            return self._map_one(iova, paddr, size, attrs, level)
+        self._check_free(iova, size, count)
         mapped = 0
         while mapped < size * count:
             mapped += self._map_run(iova + mapped, paddr + mapped, size,
@@ -468,6 +475,52 @@ class LpaeTable:
                         f"block at {a & ~(bs - 1):#x}; unmap it first")
                 t = self._deref(pte)
                 lvl += 1
+
+    def _map_one(self, iova, paddr, size, attrs, target):
+        """__arm_lpae_map for a single page, in one pass: a leaf found on
+        the way down or in the target slot refuses the call (EEXIST) before
+        anything is written, since tables are only allocated below empty
+        entries, where no leaf can be."""
+        t = self.pgd
+        lvl = self.start_level
+        shift = self._shift
+        ptes = t.ptes
+        mask = self._idx_mask
+        while lvl < target:
+            idx = (iova >> shift[lvl]) & mask[lvl]
+            pte = ptes[idx]
+            if pte == 0:
+                child = self._alloc_table(lvl + 1, iova & ~((1 << shift[lvl]) - 1),
+                                          "__arm_lpae_map")
+                self._write(t, idx, self._table_pte(child), "arm_lpae_install_table")
+                t = child
+            elif (pte & PTE_TYPE_MASK) == PTE_TYPE_BLOCK:
+                bs = 1 << shift[lvl]
+                raise PgtableError(
+                    "EEXIST", f"iova {iova:#x} lies inside a {fmt_size(bs)} "
+                    f"block at {iova & ~(bs - 1):#x}; unmap it first")
+            else:
+                t = self._tables[pte & PTE_ADDR_MASK]
+            ptes = t.ptes
+            lvl += 1
+        idx = (iova >> shift[lvl]) & mask[lvl]
+        old = ptes[idx]
+        if old:
+            if self._is_leaf(old, lvl):
+                raise PgtableError(
+                    "EEXIST", f"iova {iova:#x} is already mapped by a "
+                    f"{fmt_size(size)} {self.describe(lvl, old).kind}; "
+                    "unmap it first")
+            # arm_lpae_init_pte: a table here is unmapped and freed first
+            self._unmap_at(iova, size, None, lvl, t, "arm_lpae_init_pte")
+        kind = PTE_TYPE_PAGE if lvl == MAX_LEVELS - 1 else PTE_TYPE_BLOCK
+        new = attrs | kind | (paddr & PTE_ADDR_MASK)
+        if self.trace is None:
+            ptes[idx] = new
+            self._dirty.add(t.paddr)
+        else:
+            self._write(t, idx, new, "__arm_lpae_init_pte")
+        return size
 
     def _map_run(self, iova, paddr, size, pgcount, attrs, target):
         """__arm_lpae_map: walk down, installing tables, then write up to
@@ -528,12 +581,14 @@ class LpaeTable:
 
     def _unmap_at(self, iova, size, gather, lvl, t, func, pgcount=1):
         """__arm_lpae_unmap from table ``t`` at level ``lvl``."""
+        shift = self._shift
+        mask = self._idx_mask
         while True:
-            idx = self.level_index(iova, lvl)
+            idx = (iova >> shift[lvl]) & mask[lvl]
             pte = t.ptes[idx]
             if pte == 0:
                 return 0           # WARN_ON(!pte) in the kernel
-            bs = self.block_size(lvl)
+            bs = 1 << shift[lvl]
             if size == bs:
                 return self._unmap_entries(iova, size, gather, lvl, t, idx,
                                            pgcount if self._pages_api else 1)
@@ -544,9 +599,8 @@ class LpaeTable:
                     return 0
                 return self._split_blk_unmap(iova, size, gather, pte, lvl + 1,
                                              t, idx)
-            t = self._deref(pte)
+            t = self._tables[pte & PTE_ADDR_MASK]
             lvl += 1
-            func = "__arm_lpae_unmap"
 
     def _unmap_entries(self, iova, size, gather, lvl, t, idx, n):
         """The 'size matches this level' arm of __arm_lpae_unmap: clear the
