@@ -626,13 +626,15 @@ class LpaeTable:
             else:
                 self.tlb.tlb_add_page(gather, iova, size)
             return size
-        # v5.14+ (arm_lpae_unmap_pages): up to the end of this table, stop
-        # at the first empty entry; a table is freed after a walk flush, a
-        # leaf is added to the gather unless the gather is queued (lazy
-        # mode, iommu_iotlb_gather_queued, v5.15+)
+        # v6.12+ (arm_lpae_unmap_pages after "Optimise non-coherent
+        # unmap"): up to the end of this table, stop at the first empty
+        # entry; tables are cleared, walk-flushed and freed first, then
+        # the whole run is cleared, and only a caller's gather that is not
+        # queued (lazy mode) gets every entry of the run, tables included,
+        # as add_page: a NULL gather (the selftest, or arm_lpae_init_pte
+        # replacing a table) queues nothing.
         n = min(n, len(t.ptes) - idx)
         i = 0
-        leaves = []
         while i < n:
             pte = t.ptes[idx + i]
             if pte == 0:
@@ -641,21 +643,11 @@ class LpaeTable:
                 self._write(t, idx + i, 0, "__arm_lpae_clear_pte")
                 self.tlb.tlb_flush_walk(iova + i * size, size, granule)
                 self._free_subtree(self._deref(pte), "__arm_lpae_free_pgtable")
-            else:
-                leaves.append(i)
             i += 1
-        if leaves:
-            # consecutive leaves are cleared as one run of writes
-            runs = [[leaves[0], leaves[0]]]
-            for j in leaves[1:]:
-                if j == runs[-1][1] + 1:
-                    runs[-1][1] = j
-                else:
-                    runs.append([j, j])
-            for a, b in runs:
-                self._write(t, idx + a, 0, "__arm_lpae_clear_pte", count=b - a + 1)
-            if not (gather is not None and getattr(gather, "queued", False)):
-                for j in leaves:
+        if i:
+            self._write(t, idx, 0, "__arm_lpae_clear_pte", count=i)
+            if gather is not None and not getattr(gather, "queued", False):
+                for j in range(i):
                     self.tlb.tlb_add_page(gather, iova + j * size, size)
         return i * size
 
