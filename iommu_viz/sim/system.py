@@ -777,11 +777,15 @@ class Simulation:
 
     def _fq_flush(self, why):
         """fq_flush_iotlb + fq_ring_free: flush the whole IOTLB, then the
-        queued IOVAs (and the pages behind them) are free."""
+        queued IOVAs (and the pages behind them) are free. Only the timer
+        (fq_flush_timeout) clears fq_timer_on; a full-ring flush in
+        queue_iova leaves the armed timer running (iova.c v4.20/v5.4,
+        dma-iommu.c v5.17+)."""
         self._inv_context("arm_smmu_flush_iotlb_all")
         n = len(self._fq)
         self._fq.clear()
-        self._fq_deadline = None
+        if why == "timeout":
+            self._fq_deadline = None
         self._emit("fq", "fq_free", "fq_ring_free",
                    f"{n} queued range(s) freed after the flush ({why})",
                    freed=n)
