@@ -412,12 +412,14 @@ class Simulation:
     def _issue(self, op, func, **fields):
         self._cmd_seq += 1
         cmd = Command(self._cmd_seq, op, tuple(fields.items()), len(self.events))
-        self._pending.append(cmd)
+        # QEMU (smmuv3_cmdq_consume on the CMDQ_PROD write) carries a
+        # command out as it is queued: it is never recorded as pending
+        if not self.coherent:
+            self._pending.append(cmd)
         self._emit("cmdq", "cmd_issue", func, f"queue {cmd}", cmd=str(cmd),
                    op=op, fields=dict(fields))
         if self.coherent:
             self._execute(cmd)
-            self._pending.remove(cmd)
 
     def _execute(self, cmd):
         """Carry out one invalidation command on the TLB and walk cache."""
