@@ -37,8 +37,8 @@ def _config_line(run) -> str:
     if not cfg:
         return "iommu-viz run"
     gran = cfg.get("granule")
-    g = f", {gran >> 10}K granule" if isinstance(gran, int) else ""
-    return (f"iommu-viz run: {cfg.get('fmt', 'lpae')}{g}, kernel "
+    g = f" {gran >> 10}K" if isinstance(gran, int) else ""
+    return (f"iommu-viz: {cfg.get('fmt', 'lpae')}{g}, kernel "
             f"{cfg.get('kernel', '?')}, "
             f"{'strict' if cfg.get('strict', True) else 'lazy'}, "
             f"BBML{cfg.get('bbml', 0)}, {cfg.get('personality', '?')} SMMU")

@@ -428,7 +428,7 @@ def timeline_text(run, width=72, upto=None) -> str:
         for kind in closes.get(i, ()):
             tag = "S" if kind == "stale" else "C"
             if i == len(events) - 1:
-                what = "still open at the end of the run"
+                what = "still open at the end"
             else:
                 what = f"closes after step {i}"
             out.append(f"{'':>15}{tag}+-- {WINDOW_LABELS[kind]} {what}")

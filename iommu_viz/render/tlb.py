@@ -89,7 +89,9 @@ def tlb_text(state, width=72) -> str:
             fl.append("inval pending")
         out.append(f"{'!' if w.stale else ' '}{i:>3} asid {w.asid} "
                    f"{_range(w.iova, w.size)} L{w.level} -> table "
-                   f"{hexaddr(w.table)}" + (f", {', '.join(fl)}" if fl else ""))
+                   f"{hexaddr(w.table)}")
+        if fl:
+            out.append("         " + ", ".join(fl))
     out.append("")
     out.append(f"Commands issued, not yet complete: {len(state.pending)}")
     for c in state.pending:

@@ -31,7 +31,7 @@ import html
 from dataclasses import dataclass
 
 from ..pgtable.common import SZ_1M, SZ_4K
-from .common import GREY, MARKS, OKABE_ITO, fit_lines, hexaddr, size_str
+from .common import GREY, MARKS, fit_lines, hexaddr, size_str
 
 __all__ = ["tree_dot", "tree_svg", "tree_text", "tree_layout", "slot_size",
            "Row", "TableView", "TreeLayout"]
