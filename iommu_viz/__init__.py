@@ -16,12 +16,13 @@ from .pgtable.common import (
     RecordingFlushOps,
 )
 from .pgtable.lpae import LpaeTable
+from .pgtable.v7s import V7sTable
 from .sim import Simulation, ApiError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "LpaeTable", "Simulation", "ApiError", "PgtableError", "FlushOps", "RecordingFlushOps", "KERNELS",
+    "LpaeTable", "V7sTable", "Simulation", "ApiError", "PgtableError", "FlushOps", "RecordingFlushOps", "KERNELS",
     "SZ_1K", "SZ_4K", "SZ_16K", "SZ_64K", "SZ_1M", "SZ_2M", "SZ_16M",
     "SZ_32M", "SZ_512M", "SZ_1G", "SZ_2G", "SZ_4G", "IOMMU_READ",
     "IOMMU_WRITE", "IOMMU_CACHE", "IOMMU_NOEXEC", "IOMMU_MMIO", "IOMMU_PRIV",

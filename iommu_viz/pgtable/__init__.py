@@ -3,7 +3,8 @@ from .common import *  # noqa: F401,F403
 from .common import (FlushOps, RecordingFlushOps, PgtableError, WalkStep,
                      Translation, PgtableSnapshot, TableSnapshot, KERNELS)
 from .lpae import LpaeTable, PteInfo
+from .v7s import V7sTable
 
-__all__ = ["LpaeTable", "PteInfo", "FlushOps", "RecordingFlushOps",
+__all__ = ["LpaeTable", "V7sTable", "PteInfo", "FlushOps", "RecordingFlushOps",
            "PgtableError", "WalkStep", "Translation", "PgtableSnapshot",
            "TableSnapshot", "KERNELS"]
