@@ -328,7 +328,8 @@ def render_run(run, fmt: str, step=None):
     from PIL import Image
     tw = Image.open(io.BytesIO(tree_png)).width
     fig = timeline_figure(run, upto=upto)
-    w, h = fig.get_size_inches()
+    w = fig.get_size_inches()[0]
     if tw / 100 > w:
-        fig.set_size_inches(tw / 100, h)
+        # as wide as the tree, within reason
+        fig = timeline_figure(run, upto=upto, width=min(tw / 100, 18.0))
     return stack_pngs([tree_png, to_png(fig, dpi=100)])

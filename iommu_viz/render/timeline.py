@@ -193,7 +193,7 @@ def _fmt_ms(us: int) -> str:
     return f"{ms:g}ms" if ms == int(ms) else f"{ms:.3f}ms"
 
 
-def _draw(ax, run, upto=None, title=None, legend=True):
+def _draw(ax, run, upto=None, title=None, legend=True, mark=None):
     events, states = _check_run(run)
     last = _upto(events, upto) if events else -1
     lanes = lanes_of(run)
@@ -273,6 +273,16 @@ def _draw(ax, run, upto=None, title=None, legend=True):
                     xycoords=("data", "axes fraction"), xytext=(2, 2),
                     textcoords="offset points", fontsize=7)
 
+    if mark is not None:
+        if not isinstance(mark, int) or not 0 <= mark < n:
+            raise IndexError(f"mark {mark!r} is outside this run's steps "
+                             f"0..{n - 1}")
+        ln = ax.axvline(mark, color="black", linestyle="--", linewidth=1.0,
+                        zorder=6)
+        ln.set_gid(f"mark:{mark}")
+        ax.annotate(f"step {mark}", (mark, 0.0),
+                    xycoords=("data", "axes fraction"), xytext=(3, 2),
+                    textcoords="offset points", fontsize=7)
     ax.set_yticks([ypos[a] for a in lanes])
     ax.set_yticklabels([LANE_LABELS[a] for a in lanes])
     ax.set_ylim(-0.6, len(lanes) - 0.25)
@@ -343,23 +353,32 @@ def _new_figure(size, rows=1):
     return fig
 
 
-def timeline_figure(run, upto=None, ax=None, title=None, legend=True):
+def timeline_figure(run, upto=None, ax=None, title=None, legend=True,
+                    width=None, mark=None):
     """Swim-lane timeline of ``run`` as a matplotlib Figure.
 
     ``upto`` draws only steps ``0..upto`` (the axis still spans the whole
     run, so stepping through keeps the scale); ``ax`` draws into an
     existing Axes and returns its figure. ``title`` defaults to the run's
-    configuration.
+    configuration; ``width`` (inches) overrides the width chosen from the
+    number of steps; ``mark`` draws a dashed line at that step (e.g. the
+    step a tree next to the timeline shows).
     """
     events, _ = _check_run(run)
     if title is None:
         title = _run_title(run)
     if ax is None:
-        fig = _new_figure(_fig_size(len(events), len(lanes_of(run))))
+        size = _fig_size(len(events), len(lanes_of(run)))
+        if width is not None:
+            if not width >= _MARGIN_L + _MARGIN_R + 2:
+                raise ValueError(f"width {width!r} inches leaves no room "
+                                 "for the plot; use at least 6")
+            size = (float(width), size[1])
+        fig = _new_figure(size)
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-    _draw(ax, run, upto, title, legend)
+    _draw(ax, run, upto, title, legend, mark)
     return fig
 
 

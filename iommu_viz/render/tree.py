@@ -501,7 +501,8 @@ def tree_dot(snapshot, prev=None, tlb=(), title=None, legend=True,
 
     ``prev`` (a PgtableSnapshot) highlights what changed; ``tlb`` (TlbEntry
     records, e.g. ``State.tlb``) marks cached and stale slots; ``title``
-    goes above the legend at the bottom. ``rankdir`` "LR" puts levels left
+    goes on top; the legend is a node beside the deepest tables (pass
+    ``legend=False`` to leave it out). ``rankdir`` "LR" puts levels left
     to right, "TB" top to bottom (narrower, for pages and READMEs).
     """
     if rankdir not in ("LR", "TB"):
@@ -510,7 +511,7 @@ def tree_dot(snapshot, prev=None, tlb=(), title=None, legend=True,
     lines = [
         "digraph pgtable {",
         f'  graph [rankdir={rankdir}, fontname="Helvetica", fontsize=11, '
-        'nodesep=0.3, ranksep=0.6, labelloc=b, labeljust=l];',
+        'nodesep=0.3, ranksep=0.6, labelloc=t, labeljust=l];',
         '  node [shape=box, margin=0, fontname="Helvetica", fontsize=10];',
         '  edge [arrowsize=0.7];',
     ]
@@ -541,7 +542,11 @@ def tree_dot(snapshot, prev=None, tlb=(), title=None, legend=True,
             f"TLB entry off the tables: {size_str(e.size)} at "
             f"{hexaddr(e.iova)} -> {hexaddr(e.paddr)}") + "</TD></TR>")
     if legend:
-        label.append(f'<TR><TD ALIGN="LEFT">{_legend_html()}</TD></TR>')
+        # a node of its own: inside the graph label it would be stretched
+        # to the title's width; rank=sink keeps it with the deepest tables
+        lines.append(f"  legend [shape=plaintext, margin=0, "
+                     f"label=<{_legend_html()}>];")
+        lines.append("  { rank=sink; legend; }")
     if label:
         lines.append('  label=<<TABLE BORDER="0" CELLSPACING="2">'
                      + "".join(label) + "</TABLE>>;")

@@ -148,6 +148,16 @@ def test_upto_draws_only_the_past(seed_run):
         assert int(g.rsplit("-", 1)[1]) <= upto
 
 
+def test_mark_line(seed_run):
+    ax = timeline_figure(seed_run, mark=5).axes[0]
+    lines = [ln for ln in ax.lines if ln.get_gid() == "mark:5"]
+    assert len(lines) == 1 and list(lines[0].get_xdata()) == [5, 5]
+    with pytest.raises(IndexError, match="mark 99 is outside"):
+        timeline_figure(seed_run, mark=99)
+    with pytest.raises(ValueError, match="width 3 inches"):
+        timeline_figure(seed_run, width=3)
+
+
 def test_logical_time_labels(lazy_run):
     ax = timeline_figure(lazy_run).axes[0]
     labels = [t.get_text() for t in ax.get_xticklabels()]

@@ -321,7 +321,9 @@ def test_svg_renders(split):
     _, before, after, _ = split
     svg = tree_svg(after, prev=before, title="split")
     assert "<svg" in svg and "510 x 4K page" in svg
-    assert svg.count('class="node"') == 4
+    assert svg.count('class="node"') == 5          # 4 tables + legend
+    assert svg.count('class="edge"') == 3
+    assert tree_svg(after, legend=False).count('class="node"') == 4
 
 
 # ------------------------------------------------------------------ text
