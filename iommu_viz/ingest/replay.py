@@ -1,0 +1,701 @@
+"""Replay a real log of IOMMU map/unmap activity into a page-table model.
+
+Each event is applied to an :class:`~iommu_viz.pgtable.lpae.LpaeTable` the
+way drivers/iommu/iommu.c applies a request to io-pgtable-arm:
+
+* an ftrace ``iommu:map`` (a whole iommu_map() request) or an unlinked
+  ``pr_debug`` ``map:`` request is cut into page sizes by iommu_pgsize()
+  (the v5.14+ form, which also counts runs of one size; the page sizes are the
+  same as v5.4's) and handed to the table run by run, as __iommu_map does; if
+  a run is refused, what was mapped is unmapped again, as iommu_map's clean-up
+  does, and the request counts as *rejected*. ``pr_debug`` ``mapping:`` pieces
+  are applied as logged (the request line above them is then only counted);
+* an ftrace ``iommu:unmap``, a ``pr_debug`` ``unmapped:`` piece or an
+  unlinked ``unmap this:`` request runs the loop of __iommu_unmap: the largest
+  page size that fits, until the size is done or nothing more is mapped.
+
+Requests misaligned to the granule are refused as __iommu_map/__iommu_unmap
+refuse them (-EINVAL); the model's own :class:`PgtableError` refusals
+(EEXIST when the log maps over a live mapping, ERANGE beyond the address size)
+are counted too, with their line number, and never stop the replay. Logs do
+not record permissions, so every mapping is ``IOMMU_READ | IOMMU_WRITE``.
+
+The kernel era decides what a partial unmap of a block does: v4.20 and v5.4
+split it (arm_lpae_split_blk_unmap), v6.13 refuses it and unmaps nothing;
+the summary counts both (*blocks split*, *refused partial unmaps*).
+
+Example::
+
+    >>> from iommu_viz.ingest import replay
+    >>> r = replay(["map: IOMMU: iova=0x40000000 paddr=0x80000000 size=2097152",
+    ...             "unmap: IOMMU: iova=0x40001000 size=4096 unmapped_size=4096"])
+    >>> r.summary.blocks_split, r.summary.pages_mapped
+    (1, {2097152: 1})
+    >>> hex(r.table.iova_to_phys(0x40002000))
+    '0x80002000'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..pgtable.common import (
+    FlushOps, PgtableError, SZ_4K, check_kernel, era_at_least, fmt_size,
+    short_size,
+)
+from ..pgtable.lpae import LpaeTable, MAX_LEVELS, PTE_ADDR_MASK
+from ..sim.pgsize import iommu_pgsize
+from .parse import (
+    CHILD, COVERED, DBG_MAP, DBG_MAPPING, DBG_UNMAP, DBG_UNMAPPED, MAP,
+    UNMAP, EventLog, ParsedLog, parse_log,
+)
+from .progress import make_progress
+
+__all__ = ["replay", "Replay", "Summary", "CountingFlushOps",
+           "format_mappings", "mapping_runs", "FORMATS", "MAX_REJECTED"]
+
+#: Page-table formats replay can drive.
+FORMATS = ("lpae",)
+#: How many refused requests are kept with their message (all are counted).
+MAX_REJECTED = 1000
+#: Inputs at least this big get an automatic progress bar.
+_BIG_BYTES = 8 << 20
+_TICK = 0x3FFF
+
+
+class CountingFlushOps(FlushOps):
+    """Flush ops that only count the calls the page table makes, by name:
+    the cheap stand-in for an SMMU during a long replay (models the
+    callbacks of ``struct iommu_flush_ops``, v5.4, and ``iommu_gather_ops``,
+    v4.20, without a TLB behind them)."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def _count(self, name):
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def tlb_flush_all(self):
+        self._count("tlb_flush_all")
+
+    def tlb_flush_walk(self, iova, size, granule):
+        self._count("tlb_flush_walk")
+
+    def tlb_flush_leaf(self, iova, size, granule):
+        self._count("tlb_flush_leaf")
+
+    def tlb_add_page(self, gather, iova, granule):
+        self._count("tlb_add_page")
+
+    def tlb_add_flush(self, iova, size, granule, leaf):
+        self._count("tlb_add_flush")
+
+    def tlb_sync(self):
+        self._count("tlb_sync")
+
+
+@dataclass
+class Summary:
+    """What a replay did. Sizes are bytes; ``pages_mapped`` and ``leaves``
+    map a page size to a count.
+
+    * ``map_requests``/``unmap_requests``: iommu_map/iommu_unmap calls seen
+      (a ``pr_debug`` request and its pieces count once);
+    * ``pages_mapped``: pages installed by maps, by page size;
+    * ``leaves``: leaf entries in the final table, by size;
+    * ``blocks_split``: blocks replaced by a table on a partial unmap;
+    * ``unmatched_unmaps``: unmaps that found less mapped than they asked
+      for (``unmatched_bytes`` in all);
+    * ``refused_partial_unmaps``: partial unmaps of a block refused (v6.13);
+    * ``rejected``: requests the model refused (misaligned, over a live
+      mapping, beyond the address size);
+    * ``tables_replaced``: block maps that replaced a table still holding
+      pages (arm_lpae_init_pte frees it; those pages count as unmapped);
+    * ``log_disagreements``: ftrace unmaps whose ``unmapped_size`` differs
+      from what the model unmapped (a hint that the era, the granule or the
+      start of the log is off);
+    * ``peak_mapped`` and the log line where it was first reached.
+    """
+
+    fmt: str
+    granule: int
+    kernel: str
+    ias: int
+    lines: int = 0
+    events: int = 0
+    skipped: int = 0
+    malformed: int = 0
+    device: str | None = None
+    map_requests: int = 0
+    unmap_requests: int = 0
+    mapped_bytes: int = 0
+    unmapped_bytes: int = 0
+    pages_mapped: dict = field(default_factory=dict)
+    leaves: dict = field(default_factory=dict)
+    blocks_split: int = 0
+    unmatched_unmaps: int = 0
+    unmatched_bytes: int = 0
+    refused_partial_unmaps: int = 0
+    rejected: int = 0
+    tables_replaced: int = 0
+    log_disagreements: int = 0
+    peak_mapped: int = 0
+    peak_line: int = 0
+    mapped: int = 0
+    tables: int = 0
+    tlb_calls: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (page sizes as ``'4K'``-style keys)."""
+        d = dict(self.__dict__)
+        d["pages_mapped"] = {short_size(k): v for k, v in
+                             sorted(self.pages_mapped.items())}
+        d["leaves"] = {short_size(k): v for k, v in sorted(self.leaves.items())}
+        d["tlb_calls"] = dict(sorted(self.tlb_calls.items()))
+        return d
+
+    def __str__(self):
+        def sizes(d):
+            if not d:
+                return "none"
+            return ", ".join(f"{short_size(k)} x {v}" for k, v in sorted(d.items()))
+
+        def wrap(label, text):
+            out, cur = [], label
+            for part in text.split(", "):
+                add = part if cur == label else ", " + part
+                if len(cur) + len(add) > 72 and cur != label:
+                    out.append(cur + ",")
+                    cur = " " * len(label) + part
+                else:
+                    cur += add
+            out.append(cur)
+            return out
+
+        dev = f", device {self.device}" if self.device else ""
+        lines = [
+            f"replay: {self.fmt.upper()} {short_size(self.granule)} granule, "
+            f"{self.ias}-bit iova, kernel {self.kernel} era{dev}",
+            f"log: {self.lines} lines, {self.events} iommu events, "
+            f"{self.skipped} other lines, {self.malformed} malformed",
+            f"map requests      {self.map_requests:>10}  "
+            f"{fmt_size(self.mapped_bytes) if self.mapped_bytes else '0'} mapped",
+            f"unmap requests    {self.unmap_requests:>10}  "
+            f"{fmt_size(self.unmapped_bytes) if self.unmapped_bytes else '0'}"
+            " unmapped",
+        ]
+        lines += wrap("pages mapped:     ", sizes(self.pages_mapped))
+        lines += wrap("leaves now:       ", sizes(self.leaves))
+        lines += [
+            f"blocks split      {self.blocks_split:>10}",
+            f"unmatched unmaps  {self.unmatched_unmaps:>10}"
+            + (f"  {fmt_size(self.unmatched_bytes)} not mapped"
+               if self.unmatched_bytes else ""),
+            f"refused partial   {self.refused_partial_unmaps:>10}  "
+            "(partial unmaps of a block, v6.13)",
+            f"rejected requests {self.rejected:>10}",
+        ]
+        if self.tables_replaced:
+            lines.append(f"tables replaced   {self.tables_replaced:>10}  "
+                         "(a block map freed a table with pages)")
+        lines += [
+            f"log disagreements {self.log_disagreements:>10}  "
+            "(unmapped_size differs from the model)",
+            f"peak mapped       {fmt_size(self.peak_mapped) if self.peak_mapped else '0':>10}"
+            + (f"  at line {self.peak_line}" if self.peak_mapped else ""),
+            f"mapped now        {fmt_size(self.mapped) if self.mapped else '0':>10}"
+            f"  in {self.tables} tables",
+        ]
+        tlb = ", ".join(f"{k} {v}" for k, v in sorted(self.tlb_calls.items()))
+        lines += wrap("tlb calls:        ", tlb or "none")
+        return "\n".join(lines)
+
+
+class _Engine:
+    """Applies events to a fresh table and keeps the counts."""
+
+    def __init__(self, log: EventLog, granule, kernel, ias, dev_index):
+        self.log = log
+        self.tlb = CountingFlushOps()
+        self.table = LpaeTable(granule=granule, ias=ias, oas=48, kernel=kernel,
+                               tlb=self.tlb)
+        self.granule = granule
+        self.bitmap = self.table.pgsize_bitmap
+        self.map_pages = era_at_least(kernel, (5, 14))
+        self.dev_index = dev_index
+        self.pos = 0
+        self.map_requests = self.unmap_requests = 0
+        self.mapped_bytes = self.unmapped_bytes = 0
+        self.pages = {}
+        self.splits = self.refused = self.rejected = 0
+        self.unmatched = self.unmatched_bytes = 0
+        self.disagreements = 0
+        self.replaced = 0
+        self.last_done = 0
+        self.mapped = self.peak = self.peak_line = 0
+        self.rejects: list = []
+        self._trace_splits = 0
+        self._trace_warns = 0
+
+    # -- helpers -----------------------------------------------------------
+    def _reject(self, i, message):
+        self.rejected += 1
+        if len(self.rejects) < MAX_REJECTED:
+            self.rejects.append((self.log.lines[i], message))
+
+    def _trace(self, func, kind, **detail):
+        if kind == "table_fill":
+            self._trace_splits += 1
+        elif kind == "warn":
+            self._trace_warns += 1
+
+    def _pgsize(self, iova, paddr, size):
+        """(pgsize, count): iommu_pgsize of v5.14+ (drivers/iommu/iommu.c),
+        the largest page size that fits, and how many of it to hand the table
+        before a larger size could take over. ``paddr`` is ``iova`` for an
+        unmap, as __iommu_unmap passes it."""
+        pg = iommu_pgsize(self.bitmap, iova | paddr, size)
+        larger = self.bitmap & ~((pg << 1) - 1)
+        if larger:
+            nxt = larger & -larger
+            if not (iova ^ paddr) & (nxt - 1):
+                offset = nxt - ((iova | paddr) & (nxt - 1))
+                if offset + nxt <= size:
+                    size = offset
+        return pg, size // pg
+
+    # -- requests ----------------------------------------------------------
+    def map_request(self, i, iova, paddr, size) -> int:
+        """__iommu_map: split ``size`` into page-size runs and map them;
+        on a refusal unmap what was mapped (iommu_map's clean-up)."""
+        if not size:
+            return 0
+        g = self.granule
+        if (iova | paddr | size) & (g - 1):
+            self._reject(i, f"unaligned: iova {iova:#x} pa {paddr:#x} size "
+                         f"{size:#x} is not aligned to the {fmt_size(g)} "
+                         "minimum page size (-EINVAL)")
+            return 0
+        runs = []
+        pos = 0
+        while pos < size:
+            pg, n = self._pgsize(iova + pos, paddr + pos, size - pos)
+            runs.append((iova + pos, paddr + pos, pg, n))
+            pos += pg * n
+        return self._map_runs(i, runs)
+
+    def _live(self, iova, pgsize) -> int:
+        """Bytes mapped in ``[iova, iova + pgsize)`` now, read by table
+        walks: needed where a block-sized map or unmap meets a table, which
+        io-pgtable-arm frees whole (arm_lpae_init_pte replaces it by the
+        block; __arm_lpae_unmap returns the block size) whatever it held."""
+        walk = self.table.walk
+        try:
+            last = walk(iova)[-1]
+        except PgtableError:
+            return 0
+        if last.size >= pgsize:
+            return 0 if last.kind == "invalid" else pgsize
+        live = 0
+        x = iova
+        end = iova + pgsize
+        while True:
+            if last.kind != "invalid":
+                live += last.size
+            x = (x & ~(last.size - 1)) + last.size
+            if x >= end:
+                return live
+            last = walk(x)[-1]
+
+    def _map_runs(self, i, runs) -> int:
+        """Map (iova, paddr, pgsize, count) runs: up to v5.13 __iommu_map
+        called ->map once a page, v5.14+ ->map_pages once a run. Returns
+        the change in mapped bytes (a block that replaced a table took the
+        table's pages with it: counted as unmapped)."""
+        table = self.table
+        tmap = table.map
+        done = []
+        lost = 0
+        try:
+            for a, p, pg, n in runs:
+                if pg > self.granule:
+                    for k in range(n):
+                        live = self._live(a + k * pg, pg)
+                        if live:
+                            # a leaf here makes the map fail (EEXIST), a
+                            # table is replaced: only the latter loses pages
+                            if table.walk(a + k * pg)[-1].size < pg:
+                                lost += live
+                                self.replaced += 1
+                if self.map_pages or n == 1:
+                    tmap(a, p, pg, count=n)
+                    done.append((a, pg, n))
+                else:
+                    for k in range(n):
+                        tmap(a + k * pg, p + k * pg, pg)
+                        done.append((a + k * pg, pg, 1))
+        except PgtableError as e:
+            # iommu_map's clean-up: unmap what this request mapped
+            for a, pg, n in done:
+                table.unmap(a, pg, count=n)
+            self._reject(i, str(e))
+            self.unmapped_bytes += lost
+            return -lost
+        pages = self.pages
+        total = 0
+        for a, pg, n in done:
+            pages[pg] = pages.get(pg, 0) + n
+            total += pg * n
+        self.mapped_bytes += total
+        self.unmapped_bytes += lost
+        return total - lost
+
+    def map_piece(self, i, iova, paddr, pgsize, count) -> int:
+        """A pr_debug ``mapping:`` piece: the page size the kernel chose;
+        re-cut only when this table does not have that page size."""
+        if pgsize & self.bitmap and not (iova | paddr) & (pgsize - 1):
+            return self._map_runs(i, [(iova, paddr, pgsize, count)])
+        return self.map_request(i, iova, paddr, pgsize * count)
+
+    def unmap_request(self, i, iova, size) -> int:
+        """__iommu_unmap: unmap the largest page size that fits, repeatedly,
+        until ``size`` is done or nothing more is mapped there. Returns the
+        bytes that were mapped and are no longer (the kernel's count can be
+        larger: a block-sized unmap of a table counts the whole block)."""
+        if not size:
+            return 0
+        g = self.granule
+        if (iova | size) & (g - 1):
+            self._reject(i, f"unaligned: iova {iova:#x} size {size:#x} is not "
+                         f"aligned to the {fmt_size(g)} minimum page size")
+            return 0
+        table = self.table
+        self._trace_splits = self._trace_warns = 0
+        done = live = 0
+        try:
+            while done < size:
+                # v5.4 called ->unmap once a page, v5.14+ ->unmap_pages with
+                # the count; the table's loop over ``count`` is the former
+                a = iova + done
+                pg, n = self._pgsize(a, a, size - done)
+                slots = None
+                if pg > self.granule:
+                    slots = [self._live(a + k * pg, pg) for k in range(n)]
+                table.trace = self._trace
+                try:
+                    got = table.unmap(a, pg, count=n)
+                finally:
+                    table.trace = None
+                if not got:
+                    break
+                live += got if slots is None else sum(slots[:got // pg])
+                done += got
+        except PgtableError as e:
+            self._reject(i, str(e))
+        self.splits += self._trace_splits
+        if self._trace_warns:
+            self.refused += 1
+        elif done < size:
+            self.unmatched += 1
+            self.unmatched_bytes += size - done
+        self.unmapped_bytes += live
+        self.last_done = done
+        return live
+
+    # -- the loop ------------------------------------------------------------
+    def run(self, stop, progress=None):
+        """Apply events ``self.pos`` .. ``stop - 1``."""
+        log = self.log
+        kinds, flags, iovas, sizes = log.kinds, log.flags, log.iovas, log.sizes
+        paddrs, args, lines, devs = log.paddrs, log.args, log.lines, log.devs
+        table = self.table
+        tmap, tunmap = table.map, table.unmap
+        tables = table._tables        # read-only: its size counts splits
+        warnings = table.warnings
+        g = self.granule
+        gmask = g - 1
+        dev = self.dev_index
+        mapped, peak, peak_line = self.mapped, self.peak, self.peak_line
+        fast_maps = fast_unmaps = fast_unmapped = 0
+        map_requests = unmap_requests = 0
+        splits = refused = unmatched = unmatched_bytes = disagree = 0
+        for i in range(self.pos, stop):
+            if progress is not None and not i & _TICK:
+                progress.update(i)
+            if dev is not None and devs[i] != dev:
+                continue
+            k = kinds[i]
+            if k == MAP:
+                map_requests += 1
+                iova = iovas[i]
+                pa = paddrs[i]
+                size = sizes[i]
+                if size == g and not (iova | pa) & gmask:
+                    try:
+                        tmap(iova, pa, g)
+                    except PgtableError as e:
+                        self._reject(i, str(e))
+                        continue
+                    fast_maps += 1
+                    mapped += g
+                else:
+                    mapped += self.map_request(i, iova, pa, size)
+                if mapped > peak:
+                    peak = mapped
+                    peak_line = lines[i]
+            elif k == UNMAP:
+                unmap_requests += 1
+                iova = iovas[i]
+                size = sizes[i]
+                if size == g and not iova & gmask:
+                    nt = len(tables)
+                    nw = len(warnings)
+                    try:
+                        got = tunmap(iova, g)
+                    except PgtableError as e:
+                        self._reject(i, str(e))
+                        got = 0
+                    else:
+                        if len(tables) != nt:
+                            splits += len(tables) - nt
+                        if not got:
+                            if len(warnings) != nw:
+                                refused += 1
+                            else:
+                                unmatched += 1
+                                unmatched_bytes += g
+                    fast_unmapped += got
+                    if got != args[i]:
+                        disagree += 1
+                else:
+                    got = self.unmap_request(i, iova, size)
+                    if self.last_done != args[i]:
+                        disagree += 1
+                mapped -= got
+            elif k == DBG_MAPPING:
+                if not flags[i] & CHILD:
+                    map_requests += 1
+                mapped += self.map_piece(i, iovas[i], paddrs[i], sizes[i],
+                                         args[i])
+                if mapped > peak:
+                    peak = mapped
+                    peak_line = lines[i]
+            elif k == DBG_UNMAPPED:
+                if not flags[i] & CHILD:
+                    unmap_requests += 1
+                mapped -= self.unmap_request(i, iovas[i], sizes[i])
+            elif k == DBG_MAP:
+                map_requests += 1
+                if not flags[i] & COVERED:
+                    mapped += self.map_request(i, iovas[i], paddrs[i], sizes[i])
+                    if mapped > peak:
+                        peak = mapped
+                        peak_line = lines[i]
+            elif k == DBG_UNMAP:
+                unmap_requests += 1
+                if not flags[i] & COVERED:
+                    mapped -= self.unmap_request(i, iovas[i], sizes[i])
+        self.pos = max(self.pos, stop)
+        self.mapped, self.peak, self.peak_line = mapped, peak, peak_line
+        self.map_requests += map_requests
+        self.unmap_requests += unmap_requests
+        if fast_maps:
+            self.pages[g] = self.pages.get(g, 0) + fast_maps
+            self.mapped_bytes += fast_maps * g
+        self.unmapped_bytes += fast_unmapped
+        self.splits += splits
+        self.refused += refused
+        self.unmatched += unmatched
+        self.unmatched_bytes += unmatched_bytes
+        self.disagreements += disagree
+
+
+class Replay:
+    """The result of :func:`replay`.
+
+    ``summary`` (:class:`Summary`), ``table`` (the final
+    :class:`~iommu_viz.pgtable.lpae.LpaeTable`), ``events`` (the parsed
+    :class:`~iommu_viz.ingest.parse.EventLog`), ``problems`` (malformed
+    lines, :class:`~iommu_viz.ingest.parse.Problem`), ``rejected`` (``(line,
+    message)`` for requests the model refused), ``tlb_calls`` (counts).
+    """
+
+    def __init__(self, parsed: ParsedLog, engine: _Engine, settings: dict):
+        self.parsed = parsed
+        self.events = parsed.events
+        self.problems = parsed.problems
+        self.table = engine.table
+        self.rejected = engine.rejects
+        self.settings = settings
+        self.summary = self._summarise(engine)
+
+    def _summarise(self, e: _Engine) -> Summary:
+        s = self.settings
+        leaves: dict[int, int] = {}
+        for _iova, _pa, size, _lvl, _pte in self.table.mappings():
+            leaves[size] = leaves.get(size, 0) + 1
+        p = self.parsed
+        return Summary(
+            fmt=s["fmt"], granule=s["granule"], kernel=s["kernel"],
+            ias=s["ias"], lines=p.lines, events=len(p.events),
+            skipped=p.skipped, malformed=p.malformed, device=s["device"],
+            map_requests=e.map_requests, unmap_requests=e.unmap_requests,
+            mapped_bytes=e.mapped_bytes, unmapped_bytes=e.unmapped_bytes,
+            pages_mapped=dict(sorted(e.pages.items())), leaves=dict(sorted(leaves.items())),
+            blocks_split=e.splits, unmatched_unmaps=e.unmatched,
+            unmatched_bytes=e.unmatched_bytes,
+            refused_partial_unmaps=e.refused, rejected=e.rejected,
+            tables_replaced=e.replaced,
+            log_disagreements=e.disagreements, peak_mapped=e.peak,
+            peak_line=e.peak_line, mapped=e.mapped,
+            tables=self.table.table_count,
+            tlb_calls=dict(sorted(e.tlb.counts.items())))
+
+    @property
+    def tlb_calls(self) -> dict:
+        return self.summary.tlb_calls
+
+    def _engine(self):
+        s = self.settings
+        return _Engine(self.events, s["granule"], s["kernel"], s["ias"],
+                       s["dev_index"])
+
+    def table_at(self, n: int) -> LpaeTable:
+        """A fresh table holding the state after the first ``n`` events
+        (0 .. ``len(events)``), replayed again from the start; the same
+        ``n`` always gives the same table."""
+        total = len(self.events)
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= total:
+            raise ValueError(f"event count {n!r} is out of range: the log has "
+                             f"{total} events (0..{total})")
+        e = self._engine()
+        e.run(n)
+        return e.table
+
+    def mappings_text(self, max_rows=None) -> str:
+        """The final table's mappings as text (see :func:`format_mappings`)."""
+        return format_mappings(self.table, max_rows=max_rows)
+
+    def __repr__(self):
+        s = self.summary
+        return (f"<Replay {s.events} events, {s.kernel} era, "
+                f"{short_size(s.granule)} granule, {fmt_size(s.mapped) if s.mapped else '0'}"
+                " mapped>")
+
+
+def _check_settings(granule, kernel, fmt, ias):
+    check_kernel(kernel)
+    if fmt not in FORMATS:
+        raise ValueError(f"page-table format {fmt!r} cannot be replayed; "
+                         "choose one of " + ", ".join(map(repr, FORMATS)))
+    if granule not in (SZ_4K, 1 << 14, 1 << 16):
+        shown = f"{granule:#x}" if isinstance(granule, int) else repr(granule)
+        raise ValueError(f"granule {shown} is not an LPAE granule; "
+                         "choose 4K, 16K or 64K")
+    if not isinstance(ias, int) or not 32 <= ias <= 48:
+        raise ValueError(f"ias {ias!r} is out of range; the model takes 32 to "
+                         "48 bits")
+
+
+def _source_is_big(source) -> bool:
+    import os
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return os.path.getsize(source) >= _BIG_BYTES
+        except OSError:
+            return False
+    if hasattr(source, "fileno"):
+        try:
+            return os.fstat(source.fileno()).st_size >= _BIG_BYTES
+        except (OSError, ValueError):
+            return False
+    try:
+        return len(source) >= _BIG_BYTES // 100
+    except TypeError:
+        return False
+
+
+def replay(source, granule=SZ_4K, kernel="v5.4", fmt="lpae", ias=48,
+           progress=None, device=None) -> Replay:
+    """Parse ``source`` (a path, a file object, or an iterable of lines) and
+    replay its iommu map/unmap events into a fresh page table.
+
+    ``granule`` (4K, 16K or 64K), ``kernel`` (era: ``"v4.20"``, ``"v5.4"``,
+    ``"v6.13"``), ``fmt`` (``"lpae"``) and ``ias`` (input address bits) pick
+    the table. ``device`` keeps only the events whose ``dev=`` is that name.
+    ``progress``: see :mod:`iommu_viz.ingest.progress` (default: a bar for
+    big inputs in Jupyter or on a terminal).
+
+    Raises ``ValueError`` for bad settings and ``OSError`` when the file
+    cannot be read; the log's content never raises (see ``problems``,
+    ``rejected`` and the summary).
+    """
+    _check_settings(granule, kernel, fmt, ias)
+    bar = make_progress(progress, _source_is_big(source))
+    parsed = parse_log(source, progress=bar)
+    dev_index = None
+    if device is not None:
+        dev_index = parsed.events._dev_index.get(device)
+        if dev_index is None:
+            names = [d for d in parsed.events.devices if d is not None]
+            raise ValueError(
+                f"device {device!r} does not appear in the log; it names "
+                + (", ".join(map(repr, names)) if names else "no devices"))
+    settings = dict(granule=granule, kernel=kernel, fmt=fmt, ias=ias,
+                    device=device, dev_index=dev_index)
+    engine = _Engine(parsed.events, granule, kernel, ias, dev_index)
+    if bar is not None:
+        bar.start("replay", len(parsed.events))
+    try:
+        engine.run(len(parsed.events), bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return Replay(parsed, engine, settings)
+
+
+def mapping_runs(table):
+    """The leaves of ``table`` as runs ``(iova, paddr, size, count, kind)``:
+    leaves of one size, consecutive in iova and in paddr, with the same
+    attributes, in iova order; ``kind`` is ``'page'`` or ``'block'``.
+    Reads :meth:`LpaeTable.mappings` only."""
+    runs = []
+    cur = None
+    for iova, pa, size, level, pte in table.mappings():
+        attrs = pte & ~PTE_ADDR_MASK
+        if cur is not None and cur[2] == size and cur[0] + cur[3] * size == iova \
+                and cur[1] + cur[3] * size == pa and cur[5] == attrs:
+            cur[3] += 1
+            continue
+        cur = [iova, pa, size, 1, "page" if level == MAX_LEVELS - 1 else "block",
+               attrs]
+        runs.append(cur)
+    return [tuple(r[:5]) for r in runs]
+
+
+def format_mappings(table, max_rows=None, width=72) -> str:
+    """The leaves of ``table`` as plain text, one row per run (see
+    :func:`mapping_runs`)::
+
+        0x000040000000-0x0000401fffff -> 0x000080000000    512 x 4K page
+
+    ``max_rows`` caps the rows (a last line says how many runs were left
+    out). A stand-in for the text tree renderer.
+    """
+    runs = mapping_runs(table)
+    ndig = max(8, (getattr(table, "ias", 48) + 3) // 4)
+    pdig = max(8, (getattr(table, "oas", 48) + 3) // 4)
+    out = [f"{'iova range':<{2 * ndig + 5}} -> {'paddr':<{pdig + 2}} "
+           f"{'pages':>6}"]
+    shown = runs if max_rows is None else runs[:max_rows]
+    for iova, pa, size, n, kind in shown:
+        end = iova + n * size - 1
+        out.append(f"0x{iova:0{ndig}x}-0x{end:0{ndig}x} -> 0x{pa:0{pdig}x} "
+                   f"{n:>6} x {short_size(size)} {kind}")
+    if len(shown) < len(runs):
+        rest = runs[len(shown):]
+        out.append(f"... {len(rest)} more runs ({sum(r[3] for r in rest)} "
+                   "leaves) not shown")
+    if not runs:
+        out.append("(nothing mapped)")
+    return "\n".join(line[:width] for line in out)
