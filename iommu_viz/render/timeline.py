@@ -410,7 +410,9 @@ def timeline_text(run, width=72, upto=None) -> str:
     window gutter (``S`` inside a stale window, ``C`` inside a conflict
     window) and lane; a bracket line where each window opens and closes."""
     events, states = _check_run(run)
-    last = _upto(events, upto) if events else -1
+    if not events:
+        return "Timeline: no steps yet\n"
+    last = _upto(events, upto)
     windows = hazard_windows(run)          # whole run: true extents
     opens: dict = {}
     closes: dict = {}

@@ -218,7 +218,8 @@ def test_state_html(seed_run):
 
 def test_run_html(seed_run):
     h = run_html(seed_run, 5)
-    assert "Step 5 of" in h and "data:image/png;base64," in h
+    assert "Step 5 of" in h and h.count("<svg") == 2 and "<?xml" not in h
+    assert '<div class="iommu-viz-timeline"><svg' in h
 
 
 def test_install_reprs():
