@@ -447,3 +447,19 @@ def test_example_vm_start_log():
     assert s.blocks_split == 1 and s.unmatched_unmaps == 1
     assert s.peak_mapped == 256 << 20 and s.mapped == (256 << 20) - SZ_4K
     assert SZ_2M in s.pages_mapped and SZ_4K in s.pages_mapped
+
+
+def test_widget_bar_tracks_the_phases(capsys):
+    pytest.importorskip("ipywidgets")
+    from iommu_viz.ingest.progress import WidgetBar
+    bar = WidgetBar()
+    bar.start("replay", 200)
+    bar.update(50)
+    assert (bar._bar.description, bar._bar.max, bar._bar.value) == \
+        ("replay", 200, 50)
+    assert bar._label.value == "25%"
+    bar.close()
+    assert bar._bar.value == 200 and bar._bar.bar_style == "success"
+    bar.start("parse", None)
+    bar.update(7)
+    assert bar._label.value == "7 lines"
