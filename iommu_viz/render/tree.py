@@ -221,8 +221,7 @@ def _place_tlb(snapshot, tlb):
     marks: dict = {}
     unplaced = []
     tables = snapshot.tables
-    for raw in tlb:
-        e = raw
+    for e in tlb:
         t = tables.get(snapshot.root)
         placed = False
         while t is not None:
