@@ -242,6 +242,10 @@ class LpaeTable:
     def _write(self, t, idx, new, func, count=1, step=0):
         """Store ``count`` descriptors starting at ``idx`` (the k-th being
         ``new + k*step``), as __arm_lpae_set_pte / init_pte do."""
+        if self.trace is None and count == 1:
+            t.ptes[idx] = new
+            self._dirty.add(t.paddr)
+            return
         old = t.ptes[idx]
         if count == 1:
             t.ptes[idx] = new
@@ -420,6 +424,15 @@ class LpaeTable:
         leaf already maps part of the range, ``EINVAL``/``ERANGE`` for bad
         input; the table is then unchanged.
         """
+        # fast path: one well-formed page (all the checks below, folded)
+        if count == 1 and type(iova) is int and type(paddr) is int and type(size) is int \
+                and size in self._size_level and iova >= 0 and paddr >= 0 \
+                and not (iova | paddr) & (size - 1) \
+                and not (iova + size - 1) >> self.ias \
+                and not (paddr + size - 1) >> self.oas \
+                and prot & (IOMMU_READ | IOMMU_WRITE):
+            attrs = self._prot_cache.get(prot) or self.prot_to_pte(prot)
+            return self._map_one(iova, paddr, size, attrs, self._size_level[size])
         self._check_count(count)
         self._check_pgsize(size, "map")
         self._check_iova(iova, size, count)
@@ -566,6 +579,11 @@ class LpaeTable:
         refused with a warning and 0 in the v6.13 era. ``gather`` is
         passed through untouched to ``tlb_add_page``.
         """
+        if count == 1 and type(iova) is int and type(size) is int and size in self._size_level \
+                and iova >= 0 and not iova & (size - 1) \
+                and not (iova + size - 1) >> self.ias:
+            return self._unmap_at(iova, size, gather, self.start_level,
+                                  self.pgd, "__arm_lpae_unmap")
         self._check_count(count)
         self._check_pgsize(size, "unmap")
         self._check_iova(iova, size, count)
