@@ -1,5 +1,6 @@
 """The Armv7 short-descriptor format: a model of
-``drivers/iommu/io-pgtable-arm-v7s.c`` (``ARM_V7S``) in three kernel eras.
+``drivers/iommu/io-pgtable-arm-v7s.c`` (``ARM_V7S``) in four kernel eras
+(v4.20, v5.4, v6.12, v6.13).
 
 Two levels (the kernel numbers them 1 and 2): a 16 KiB level-1 table of
 4096 32-bit entries, each a 1 MiB section or a pointer to a 1 KiB
@@ -33,6 +34,26 @@ Example::
     >>> hex(t.iova), hex(t.paddr), t.size, t.contiguous
     ('0x200000', '0x90000000', 65536, 16)
 
+What changed between the eras, each rule keyed to the release that
+brought it (``era_at_least``), so v6.12 is v5.4 plus:
+
+* v5.11, "iommu/io-pgtable: Remove tlb_flush_leaf" (fefe8527a1e0):
+  arm_v7s_split_cont invalidates the CONT group with tlb_flush_walk.
+* v5.12, Yong Wu's MT8192 series (iommu pull for v5.12): the MediaTek
+  physical-address bit 34 (PTE bit 5, ``oas`` up to 35) and "Quad lvl1
+  pgtable": the level-1 table resolves ``ias - 20`` bits, so its size
+  follows ``ias`` (up to 34 with ``mtk_ext``).
+* v5.14, map_pages/unmap_pages: the ``count`` loop is the table's own
+  (arm_v7s_map_pages / arm_v7s_unmap_pages, one page at a time).
+* v5.15, "iommu/io-pgtable: Remove non-strict quirk" (a8e5f04458c4):
+  no NON_STRICT; a leaf is added to the gather unless the gather is
+  queued (iommu_iotlb_gather_queued). The splits still add their page
+  unconditionally.
+* v6.13, fd50651636fb: no split at all.
+
+Not modelled: IO_PGTABLE_QUIRK_ARM_MTK_TTBR_EXT (v6.12 has it; it only
+matters for tables above 4 GiB, and the model's tables are below).
+
 Kernel bugs the model keeps (because it models the code, not the
 intent), both in every kernel that split (v4.20 .. v6.12):
 
@@ -56,7 +77,7 @@ from .common import (
     IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE,
     SZ_1M, SZ_4K, SZ_16M, SZ_64K,
     PgtableError, PgtableSnapshot, RecordingFlushOps, TableSnapshot,
-    Translation, WalkStep, check_kernel, fmt_size,
+    Translation, WalkStep, check_kernel, era_at_least, fmt_size,
 )
 from .lpae import PteInfo
 
@@ -97,7 +118,7 @@ CONT_PAGE_TEX_MASK = TEX_MASK << CONT_PAGE_TEX_SHIFT   # bits 8:6
 # MediaTek physical-address extension bits
 MTK_PA_BIT32 = 1 << 9         # v4.20: ARM_V7S_ATTR_MTK_4GB, same bit
 MTK_PA_BIT33 = 1 << 4         # v5.4+
-MTK_PA_BIT34 = 1 << 5         # v5.11+, so the v6.13 era
+MTK_PA_BIT34 = 1 << 5         # v5.12+ (v6.12 and v6.13 eras)
 
 #: Where simulated v7s page-table memory starts (LPAE's starts at
 #: 0x7f000000); below 4 GiB, as the kernel requires of v7s tables.
@@ -191,17 +212,21 @@ class V7sTable:
 
     Same interface as :class:`~iommu_viz.pgtable.lpae.LpaeTable`.
     ``granule`` must be 4 KiB; ``ias`` is 21 to 32 bits (34 with
-    ``mtk_ext`` in the v6.13 era) and ``oas`` 32 (up to 34 with
-    ``mtk_ext`` in the v5.4 era, 35 in v6.13); ``kernel`` the era.
+    ``mtk_ext`` from v5.12, so in the v6.12 and v6.13 eras) and ``oas``
+    32 (up to 34 with ``mtk_ext`` in the v5.4 era, 35 from v5.12);
+    ``kernel`` the era.
     ``pgsize_bitmap`` is the driver's choice among 4K, 64K, 1M and 16M
     (supersections are used only when 16M is in it). Quirks, as
     ``IO_PGTABLE_QUIRK_*``: ``ns`` (ARM_NS: NS bit in sections and
     NSTable in table descriptors), ``no_perms`` (NO_PERMS: no AF/AP/XN
     bits), ``mtk_ext`` (ARM_MTK_4GB in v4.20, ARM_MTK_EXT later: extra
     physical-address bits; needs ``no_perms``), ``non_strict``
-    (NON_STRICT, v4.20 and v5.4 only: leaf unmaps are not invalidated).
+    (NON_STRICT, v4.20 and v5.4 only: leaf unmaps are not invalidated;
+    from v5.15 pass a gather with ``queued=True`` instead).
     ``split_sync`` overrides whether arm_v7s_split_blk_unmap invalidates
-    and syncs on its own, as for LPAE. ``tlb`` and ``trace`` as for LPAE.
+    and syncs on its own, as for LPAE (True: tlb_flush_leaf in v5.4,
+    tlb_flush_walk from v5.11, which removed flush_leaf). ``tlb`` and
+    ``trace`` as for LPAE.
 
     >>> pt = V7sTable(kernel="v4.20", ns=True)
     >>> pt.map(0x1000000, 0x1000000, SZ_16M)
@@ -240,22 +265,28 @@ class V7sTable:
                 f"pgsize_bitmap {shown} must be a non-empty subset of "
                 f"{ALL_PGSIZES:#x} (4 KiB, 64 KiB, 1 MiB, 16 MiB)")
         if mtk_ext and not no_perms:
-            name = "ARM_MTK_4GB" if kernel == "v4.20" else "ARM_MTK_EXT"
+            name = "ARM_MTK_EXT" if era_at_least(kernel, (5, 4)) \
+                else "ARM_MTK_4GB"
             raise ValueError(
                 f"the {name} quirk needs NO_PERMS too: its address bits "
                 "reuse permission bits (arm_v7s_alloc_pgtable refuses it)")
-        if non_strict and kernel == "v6.13":
+        if non_strict and era_at_least(kernel, (5, 15)):
             raise ValueError(
-                "the NON_STRICT quirk is gone in the v6.13 era (removed in "
-                "v5.14); pass a gather with queued=True instead")
-        max_ias = 34 if (mtk_ext and kernel == "v6.13") else ADDR_BITS
+                f"the NON_STRICT quirk is gone in the {kernel} era (removed "
+                "in v5.15, a8e5f04458c4); pass a gather with queued=True "
+                "instead")
+        # v5.12 (MT8192): ias up to 34 and PA bit 34 with ARM_MTK_EXT
+        mtk_34 = era_at_least(kernel, (5, 12))
+        max_ias = 34 if (mtk_ext and mtk_34) else ADDR_BITS
         if not isinstance(ias, int) or not 21 <= ias <= max_ias:
             raise ValueError(
                 f"ias {ias!r} is out of range; this table takes 21 to "
                 f"{max_ias} bits")
         max_oas = ADDR_BITS
         if mtk_ext:
-            max_oas = {"v4.20": 32, "v5.4": 34, "v6.13": 35}[kernel]
+            # ARM_MTK_4GB: 32 bits; ARM_MTK_EXT (v5.4): 34; v5.12: 35
+            max_oas = 35 if mtk_34 else 34 if era_at_least(kernel, (5, 4)) \
+                else 32
         if not isinstance(oas, int) or not 32 <= oas <= max_oas:
             raise ValueError(
                 f"oas {oas!r} is out of range; this table takes 32 to "
@@ -273,17 +304,31 @@ class V7sTable:
         self.trace = trace
         #: whether arm_v7s_split_blk_unmap invalidates and syncs the
         #: unmapped part itself (None: as the era did; True in v4.20)
-        self.split_sync = (kernel == "v4.20") if split_sync is None \
-            else bool(split_sync)
+        self.split_sync = (not era_at_least(kernel, (5, 4))) \
+            if split_sync is None else bool(split_sync)
         self.warnings: list[str] = []
+        # The era's rules, each named by the release that brought it.
+        #: struct iommu_gather_ops (tlb_add_flush + tlb_sync) before v5.4
+        self._gather_ops = not era_at_least(kernel, (5, 4))
+        #: ARM_MTK_EXT address bits 32/33 via paddr_to_iopte (v5.4); before
+        #: that ARM_MTK_4GB sets bit 9 in arm_v7s_prot_to_pte
+        self._mtk_pa_bits = era_at_least(kernel, (5, 4))
+        #: tlb_flush_leaf removed (fefe8527a1e0, v5.11): flush_walk instead
+        self._flush_leaf = not era_at_least(kernel, (5, 11))
+        #: MediaTek PA bit 34 at PTE bit 5 (v5.12)
+        self._mtk_pa34 = mtk_34
+        #: iommu_iotlb_gather_queued replaces NON_STRICT (v5.15)
+        self._queued_gather = era_at_least(kernel, (5, 15))
+        #: partial unmaps split (until v6.12; fd50651636fb in v6.13)
+        self._splits = not era_at_least(kernel, (6, 13))
 
         self.pgsize_bitmap = pgsize_bitmap
         self.pg_shift = 12
         self.levels = 2
         self.start_level = 1
-        # _ARM_V7S_LVL_BITS(1): 12 bits up to v5.x; ias - 20 once MediaTek
-        # extended the iova to 34 bits (v5.13), so in the v6.13 era
-        l1_bits = ias - 20 if kernel == "v6.13" else 12
+        # _ARM_V7S_LVL_BITS(1): 12 bits before v5.12; ias - 20 since
+        # "Quad lvl1 pgtable for MediaTek" (v5.12), for every table
+        l1_bits = ias - 20 if era_at_least(kernel, (5, 12)) else 12
         self.pgd_entries = 1 << l1_bits
         self.pgd_size = self.pgd_entries * 4
         self._prot_cache: dict[tuple, int] = {}
@@ -415,7 +460,7 @@ class V7sTable:
         pte |= PTE_TYPE_PAGE
         if level == 1 and self.ns:
             pte |= ATTR_NS_SECTION
-        if self.mtk_ext and self.kernel == "v4.20":
+        if self.mtk_ext and not self._mtk_pa_bits:
             pte |= MTK_PA_BIT32
         self._prot_cache[key] = pte
         return pte
@@ -439,15 +484,15 @@ class V7sTable:
 
     def _paddr_to_iopte(self, paddr, level):
         """paddr_to_iopte: the address bits of a leaf (v5.4+: with the
-        MediaTek bits 32 -> bit 9, 33 -> bit 4 and, from v5.11, 34 -> bit
+        MediaTek bits 32 -> bit 9, 33 -> bit 4 and, from v5.12, 34 -> bit
         5)."""
         pte = paddr & lvl_mask(level)
-        if self.mtk_ext and self.kernel != "v4.20":
+        if self.mtk_ext and self._mtk_pa_bits:
             if paddr >> 32 & 1:
                 pte |= MTK_PA_BIT32
             if paddr >> 33 & 1:
                 pte |= MTK_PA_BIT33
-            if self.kernel == "v6.13" and paddr >> 34 & 1:
+            if self._mtk_pa34 and paddr >> 34 & 1:
                 pte |= MTK_PA_BIT34
         return pte
 
@@ -458,12 +503,12 @@ class V7sTable:
         if pte_is_cont(pte, level):
             mask = (mask * CONT_PAGES) & _U32
         paddr = pte & mask
-        if self.mtk_ext and self.kernel != "v4.20":
+        if self.mtk_ext and self._mtk_pa_bits:
             if pte & MTK_PA_BIT32:
                 paddr |= 1 << 32
             if pte & MTK_PA_BIT33:
                 paddr |= 1 << 33
-            if self.kernel == "v6.13" and pte & MTK_PA_BIT34:
+            if self._mtk_pa34 and pte & MTK_PA_BIT34:
                 paddr |= 1 << 34
         return paddr
 
@@ -472,7 +517,7 @@ class V7sTable:
         view except in v4.20 4GB mode, where MediaTek IOMMUs take bit 9 as
         physical-address bit 32 but arm_v7s_iova_to_phys ignores it."""
         paddr = self._iopte_to_paddr(pte, level)
-        if self.mtk_ext and self.kernel == "v4.20" and pte & MTK_PA_BIT32:
+        if self.mtk_ext and not self._mtk_pa_bits and pte & MTK_PA_BIT32:
             paddr |= 1 << 32
         return paddr
 
@@ -557,9 +602,9 @@ class V7sTable:
         if self.mtk_ext:
             if pte & MTK_PA_BIT32:
                 bits.append("PA32")
-            if self.kernel != "v4.20" and pte & MTK_PA_BIT33:
+            if self._mtk_pa_bits and pte & MTK_PA_BIT33:
                 bits.append("PA33")
-            if self.kernel == "v6.13" and pte & MTK_PA_BIT34:
+            if self._mtk_pa34 and pte & MTK_PA_BIT34:
                 bits.append("PA34")
         return PteInfo(kind, self._hw_paddr(pte, level) & ~(size - 1), size,
                        prot, " ".join(bits))
@@ -596,12 +641,14 @@ class V7sTable:
             prot: int = IOMMU_READ | IOMMU_WRITE, count: int = 1) -> int:
         """Map ``count`` pages of ``size`` bytes at ``iova`` to ``paddr``.
 
-        Models arm_v7s_map (v4.20, v5.4) / arm_v7s_map_pages (v6.13,
-        which loops over the pages one __arm_v7s_map at a time), with
-        the loop iommu_map makes over ``count``. Returns the bytes mapped
-        (0 when ``prot`` grants neither read nor write). A 1 MiB or 16
-        MiB page written over a level-2 table unmaps and frees the table
-        first, with its walk flush (arm_v7s_init_pte). Raises
+        Models arm_v7s_map (v4.20, v5.4), with the loop iommu_map makes
+        over ``count``, and arm_v7s_map_pages (v5.14+: v6.12, v6.13),
+        which loops over the pages one __arm_v7s_map at a time. Returns
+        the bytes mapped (0 when ``prot`` grants neither read nor write;
+        NB since v6.11, 6093cd582f8e, map_pages refuses that with
+        -EINVAL, which is not modelled). A 1 MiB or 16 MiB page written
+        over a level-2 table unmaps and frees the table first, with its
+        walk flush (arm_v7s_init_pte). Raises
         :class:`PgtableError` with ``EEXIST`` when a leaf already maps
         part of the range, ``EINVAL``/``ERANGE`` for bad input; the table
         is then unchanged.
@@ -705,15 +752,15 @@ class V7sTable:
         """Unmap ``count`` pages of ``size`` at ``iova``; returns bytes
         unmapped, 0 when nothing (valid) is mapped there.
 
-        Models arm_v7s_unmap (v4.20, v5.4) / arm_v7s_unmap_pages (v6.13)
-        and __arm_v7s_unmap below them, looping over ``count`` and
-        stopping at the first page that unmaps nothing, as
-        __iommu_unmap / unmap_pages do. Unmapping part of a CONT group
-        splits it (arm_v7s_split_cont) and part of a section replaces it
-        by a level-2 table (arm_v7s_split_blk_unmap) in the v4.20 and
-        v5.4 eras; the v6.13 era (fd50651636fb, the v7s sibling of
-        33729a5fc0ca) refuses both with a warning and 0. ``gather`` is
-        passed through untouched to ``tlb_add_page``.
+        Models arm_v7s_unmap (v4.20, v5.4) / arm_v7s_unmap_pages
+        (v5.14+: v6.12, v6.13) and __arm_v7s_unmap below them, looping
+        over ``count`` and stopping at the first page that unmaps
+        nothing, as __iommu_unmap / unmap_pages do. Unmapping part of a
+        CONT group splits it (arm_v7s_split_cont) and part of a section
+        replaces it by a level-2 table (arm_v7s_split_blk_unmap) in the
+        v4.20, v5.4 and v6.12 eras; the v6.13 era (fd50651636fb, the v7s
+        sibling of 33729a5fc0ca) refuses both with a warning and 0.
+        ``gather`` is passed through untouched to ``tlb_add_page``.
         """
         self._check_count(count)
         self._check_pgsize(size, "unmap")
@@ -727,14 +774,16 @@ class V7sTable:
         return done
 
     def _leaf_tlb(self, iova, blk, gather):
-        """The leaf invalidation of __arm_v7s_unmap, era by era."""
-        if self.kernel == "v6.13":
+        """The leaf invalidation of __arm_v7s_unmap, era by era: v4.20
+        tlb_add_flush, v5.4 tlb_add_page unless NON_STRICT, v5.15+
+        (v6.12, v6.13) tlb_add_page unless the gather is queued."""
+        if self._queued_gather:
             # iommu_iotlb_gather_queued(): a NULL gather is not queued
             if not getattr(gather, "queued", False):
                 self.tlb.tlb_add_page(gather, iova, blk)
         elif self.non_strict:
             pass        # IO_PGTABLE_QUIRK_NON_STRICT: the flush queue will do
-        elif self.kernel == "v4.20":
+        elif self._gather_ops:
             self.tlb.tlb_add_flush(iova, blk, blk, True)
         else:
             self.tlb.tlb_add_page(gather, iova, blk)
@@ -749,7 +798,7 @@ class V7sTable:
             return 0            # WARN_ON(!ARM_V7S_PTE_IS_VALID) in the kernel
         pte0 = ptes[0]
         if n <= 1 and pte_is_cont(pte0, lvl):
-            if self.kernel == "v6.13":
+            if not self._splits:
                 self._warn(func, "Unmap of a partial large IOPTE is not "
                            "allowed")
                 return 0
@@ -762,7 +811,7 @@ class V7sTable:
                 if pte_is_table(p, lvl):
                     # also flush any partial walks, then free the table
                     walk = self.block_size(lvl + 1)
-                    if self.kernel == "v4.20":
+                    if self._gather_ops:
                         self.tlb.tlb_add_flush(a, blk, walk, False)
                         self.tlb.tlb_sync()
                     else:
@@ -772,7 +821,7 @@ class V7sTable:
                     self._leaf_tlb(a, blk, gather)
             return size
         if lvl == 1 and not pte_is_table(pte0, 1):
-            if self.kernel == "v6.13":
+            if not self._splits:
                 self._warn(func, "Unmap of a partial large IOPTE is not "
                            "allowed")
                 return 0
@@ -782,21 +831,24 @@ class V7sTable:
     def _split_cont(self, iova, idx, lvl, t):
         """arm_v7s_split_cont (v4.20 .. v6.12): rewrite the 16 entries of
         the CONT group holding ``idx`` as 16 ordinary entries, then
-        invalidate the whole group: v4.20 tlb_add_flush + tlb_sync, v5.4
-        tlb_flush_leaf (v5.11 .. v6.12: tlb_flush_walk). ``iova`` is the
-        unmap's own, not the group's start, as in the kernel. Returns the
-        first new entry, as the kernel does."""
+        invalidate the whole group and wait: v4.20 tlb_add_flush +
+        tlb_sync, v5.4 tlb_flush_leaf, v5.11 .. v6.12 tlb_flush_walk
+        (fefe8527a1e0 removed flush_leaf). ``iova`` is the unmap's own,
+        not the group's start, as in the kernel. Returns the first new
+        entry, as the kernel does."""
         bs = self.block_size(lvl)
         first = cont_to_pte(t.ptes[idx], lvl)
         base = idx & ~(CONT_PAGES - 1)
         self._write(t, base, first, "arm_v7s_split_cont", count=CONT_PAGES,
                     step=bs)
         size = bs * CONT_PAGES
-        if self.kernel == "v4.20":
+        if self._gather_ops:
             self.tlb.tlb_add_flush(iova, size, size, True)
             self.tlb.tlb_sync()
-        else:
+        elif self._flush_leaf:
             self.tlb.tlb_flush_leaf(iova, size, size)
+        else:
+            self.tlb.tlb_flush_walk(iova, size, size)
         return first
 
     def _split_blk_unmap(self, iova, size, gather, blk_pte, parent, pidx):
@@ -804,8 +856,9 @@ class V7sTable:
         that maps the section minus the part being unmapped (64 KiB parts
         as large pages), install it in place of ``blk_pte`` with a
         compare-and-swap, then hand the TLB its maintenance: v4.20
-        tlb_add_flush + tlb_sync, v5.4 tlb_add_page into the caller's
-        gather.
+        tlb_add_flush + tlb_sync, v5.4 .. v6.12 tlb_add_page into the
+        caller's gather (even a queued one: unlike the leaf path, the
+        split never asks iommu_iotlb_gather_queued).
 
         As in the kernel, the entries get the section's attributes
         (arm_v7s_prot_to_pte(arm_v7s_pte_to_prot(...))) but addresses
@@ -841,12 +894,16 @@ class V7sTable:
             return self._unmap_at(iova, size, gather, 2, self._deref(cur))
         self._write(parent, pidx, self._table_pte(table),
                     "arm_v7s_install_table")
-        if self.kernel == "v4.20":
+        if self._gather_ops:
             self.tlb.tlb_add_flush(iova, size, size, True)
             if self.split_sync:
                 self.tlb.tlb_sync()
         elif self.split_sync:
-            self.tlb.tlb_flush_leaf(iova, size, size)
+            # what-if: a synchronous invalidation of the era instead
+            if self._flush_leaf:
+                self.tlb.tlb_flush_leaf(iova, size, size)
+            else:
+                self.tlb.tlb_flush_walk(iova, size, size)
         else:
             self.tlb.tlb_add_page(gather, iova, size)
         return size
