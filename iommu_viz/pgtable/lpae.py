@@ -420,7 +420,7 @@ class LpaeTable:
         Models arm_lpae_map (v4.20, v5.4) / arm_lpae_map_pages (v5.14+),
         with the loop iommu_map makes over ``count``. Returns the bytes
         mapped (0 when ``prot`` grants neither read nor write, as the
-        kernel does). Raises :class:`PgtableError` with ``EEXIST`` when a
+        kernel did before v6.11, EINVAL from v6.11). Raises :class:`PgtableError` with ``EEXIST`` when a
         leaf already maps part of the range, ``EINVAL``/``ERANGE`` for bad
         input; the table is then unchanged.
         """
@@ -448,6 +448,12 @@ class LpaeTable:
                 "ERANGE", f"paddr range {paddr:#x}..{end_pa:#x} is beyond the "
                 f"{self.oas}-bit output address size")
         if not (prot & (IOMMU_READ | IOMMU_WRITE)):
+            # "no access, nothing to do" until v6.11 (6093cd582f8e) made
+            # it an error
+            if era_at_least(self.kernel, (6, 11)):
+                raise PgtableError(
+                    "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
+                    "IOMMU_WRITE; since v6.11 that is refused")
             return 0
         attrs = self.prot_to_pte(prot)
         level = self.level_of_size(size)

@@ -667,7 +667,16 @@ class V7sTable:
             raise PgtableError(
                 "ERANGE", f"paddr range {paddr:#x}..{end_pa:#x} is beyond the "
                 f"{self.oas}-bit output address size")
-        if not isinstance(prot, int) or not prot & (IOMMU_READ | IOMMU_WRITE):
+        if not isinstance(prot, int):
+            raise PgtableError("EINVAL", f"prot {prot!r} must be an integer "
+                               "of IOMMU_* flags")
+        if not prot & (IOMMU_READ | IOMMU_WRITE):
+            # "no access, nothing to do" until v6.11 (6093cd582f8e) made
+            # it an error
+            if era_at_least(self.kernel, (6, 11)):
+                raise PgtableError(
+                    "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
+                    "IOMMU_WRITE; since v6.11 that is refused")
             return 0
         self._check_free(iova, size, count)
         for k in range(count):

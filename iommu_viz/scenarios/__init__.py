@@ -41,7 +41,7 @@ _SIM_KEYS = ("kernel", "strict", "bbml", "personality", "ttl_hints",
 DEFAULTS = dict(kernel="v5.4", strict=True, fast=False, sync_after=True,
                 split_sync=None, deferred_gather=True, bbml=0,
                 personality="typical", ttl_hints=True, walk_cache=True,
-                tlb_entries=64, speculate=False)
+                tlb_entries=None, speculate=False)
 
 
 def _sim(opts):

@@ -163,7 +163,8 @@ class Simulation:
                       invalidation is left to the flush queue
     ``bbml``          SMMU_IDR3.BBML, 0, 1 or 2
     ``personality``   ``"typical"``, ``"adversarial"`` or ``"coherent"``
-    ``tlb_entries``   TLB capacity (least recently used entry evicted)
+    ``tlb_entries``   TLB capacity (least recently used entry evicted);
+                      default 64, or 256 for the coherent personality
     ``walk_cache``    whether table descriptors are cached
     ``ttl_hints``     the SMMU has range invalidation (RIL) and honours
                       strictly the TTL hint the driver derives from the
@@ -178,7 +179,7 @@ class Simulation:
     """
 
     def __init__(self, fmt="lpae", granule=SZ_4K, ias=48, kernel="v5.4",
-                 strict=True, bbml=0, personality="typical", tlb_entries=64,
+                 strict=True, bbml=0, personality="typical", tlb_entries=None,
                  walk_cache=True, ttl_hints=True, caller="raw",
                  split_sync=None, deferred_gather=True, asid=1,
                  fq_size=256, fq_timeout_ms=10, oas=48):
@@ -191,6 +192,9 @@ class Simulation:
         if caller not in CALLERS:
             raise ValueError(f"caller {caller!r} is not one of "
                              + ", ".join(CALLERS))
+        if tlb_entries is None:
+            # QEMU's IOTLB holds SMMU_IOTLB_MAX_SIZE (256) entries
+            tlb_entries = 256 if personality == "coherent" else 64
         if not isinstance(tlb_entries, int) or tlb_entries < 1:
             raise ValueError(f"tlb_entries {tlb_entries!r} must be at least 1")
         if fq_size < 2 or fq_timeout_ms <= 0:
@@ -212,7 +216,7 @@ class Simulation:
         self.asid = asid
         self.deferred_gather = deferred_gather
         self.coherent = personality == "coherent"
-        self.tlb_entries = 256 if self.coherent and tlb_entries == 64 else tlb_entries
+        self.tlb_entries = tlb_entries
         self.walk_cache_on = walk_cache and not self.coherent
         # the driver sets TTL only with range invalidation (v5.8+)
         self.ttl_hints = ttl_hints and era_at_least(kernel, (5, 8))
@@ -705,7 +709,8 @@ class Simulation:
                 self._fq_add(iova, size)
         finally:
             del self._gathers[-1]
-        self._buffers.pop(iova, None)
+        if got >= size:
+            self._buffers.pop(iova, None)
         self._emit("cpu", "return", func, f"{func} returns 0x{got:x}",
                    unmapped=got)
         return got
@@ -739,7 +744,8 @@ class Simulation:
                    f"iommu_unmap_fast(iova=0x{iova:x}, size={fmt_size(size)}, "
                    f"gather #{gather.id})", iova=iova, size=size)
         got = self._unmap_pieces(iova, size, gather, "iommu_unmap_fast")
-        self._buffers.pop(iova, None)
+        if got >= size:
+            self._buffers.pop(iova, None)
         self._emit("cpu", "return", "iommu_unmap_fast",
                    f"iommu_unmap_fast returns 0x{got:x}; no sync yet",
                    unmapped=got)
