@@ -18,6 +18,7 @@ import json
 import os
 import sys
 
+from ..sim.smmu import PERSONALITIES
 from ..pgtable.common import KERNELS, SZ_4K, short_size
 
 __all__ = ["main", "parse_size"]
@@ -103,7 +104,24 @@ def _build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--lazy", action="store_true", default=None,
                     help="lazy (non-strict) invalidation: iommu.strict=0")
     sc.add_argument("--fast", action="store_true", default=None,
-                    help="unmap with iommu_unmap_fast() and no sync")
+                    help="unmap with iommu_unmap_fast(), then "
+                         "iommu_iotlb_sync() unless --no-sync")
+    sc.add_argument("--no-sync", action="store_true",
+                    help="with --fast: the caller never syncs")
+    sc.add_argument("--split-sync", choices=("on", "off"), default=None,
+                    help="force the split's own invalidate+sync on (the "
+                         "v4.20 behaviour) or off")
+    sc.add_argument("--personality", choices=tuple(PERSONALITIES),
+                    default=None, help="hardware personality (default "
+                                       "typical)")
+    sc.add_argument("--no-ttl-hints", action="store_true",
+                    help="the SMMU ignores TTL hints (or has no range "
+                         "invalidation)")
+    sc.add_argument("--speculate", action="store_true",
+                    help="the SMMU speculatively caches a neighbouring page")
+    sc.add_argument("--step", type=int, default=None, metavar="N",
+                    help="show the state after step N (default: the last; "
+                         "negative counts from the end)")
     sc.add_argument("--bbml", type=int, choices=(0, 1, 2), default=None,
                     metavar="N", help="SMMU break-before-make level 0, 1 or 2")
     sc.add_argument("--format", choices=SCENARIO_FORMATS, default="text",
@@ -225,6 +243,18 @@ def _cmd_scenario(args) -> int:
         opts["fast"] = True
     if args.bbml is not None:
         opts["bbml"] = args.bbml
+    if args.no_sync:
+        if not args.fast:
+            args.parser.error("--no-sync goes with --fast")
+        opts["sync_after"] = False
+    if args.split_sync is not None:
+        opts["split_sync"] = args.split_sync == "on"
+    if args.personality is not None:
+        opts["personality"] = args.personality
+    if args.no_ttl_hints:
+        opts["ttl_hints"] = False
+    if args.speculate:
+        opts["speculate"] = True
     try:
         run = scenario(**opts)
     except (ValueError, TypeError) as e:
@@ -237,8 +267,15 @@ def _cmd_scenario(args) -> int:
         from ..render.export import render_run
     except ImportError:
         raise CliError(NO_RENDER, 2) from None
+    step = args.step
+    if step is not None:
+        n = len(run.events)
+        if not -n <= step < n:
+            raise CliError(f"--step {step} is outside this run's steps "
+                           f"0..{n - 1}")
+        step %= n
     try:
-        data = render_run(run, args.format)
+        data = render_run(run, args.format, step=step)
     except ValueError as e:
         raise CliError(str(e)) from None
     _emit(data, args.output, args.format)
