@@ -206,7 +206,7 @@ def test_scenario_options_reach_the_scenario(monkeypatch, capsys):
     fake_sc.get = lambda name: fake
     fake_sc.catalog = lambda: [("seed", "The seed.\nMore.")]
     fake_ex = types.ModuleType("iommu_viz.render.export")
-    fake_ex.render_run = lambda run, fmt: f"{run} as {fmt}"
+    fake_ex.render_run = lambda run, fmt, step=None: f"{run} as {fmt}"
     import iommu_viz
     import iommu_viz.render
     monkeypatch.setitem(sys.modules, "iommu_viz.scenarios", fake_sc)
