@@ -77,6 +77,14 @@ _CSS = """
 .iv-explorer .iv-later { color: #888; }
 .iv-explorer .iv-now { background: #fff3c4; }
 .iv-explorer .iv-error { color: #a00; font-weight: bold; }
+.iv-explorer .iv-tree-svg svg { max-width: 100%; height: auto; }
+.iv-explorer .iv-tlb table { font-size: 11px; border-collapse: collapse; }
+.iv-explorer .iv-tlb td, .iv-explorer .iv-tlb th {
+  padding: 1px 4px !important; white-space: nowrap; line-height: 1.3; }
+.iv-explorer .iv-tlb p { margin: 2px 0; }
+.iv-explorer .iv-tlb h4, .iv-explorer .iv-tlb caption { font-size: 12px;
+  margin: 4px 0 2px 0; }
+.iv-explorer .iv-outcome { font-size: 12px; line-height: 1.35; }
 </style>
 """
 
@@ -297,7 +305,7 @@ class Explorer:
         self.tlb = W.HTML(layout=W.Layout(width="100%"))
         self.tlb.add_class("iv-tlb")
         self.timeline = W.Image(format="png", layout=W.Layout(
-            width="100%", height="auto", object_fit="contain"))
+            max_width="100%", height="auto", object_fit="contain"))
         self.timeline.add_class("iv-timeline")
         self.outcome = W.HTML(layout=W.Layout(width="100%"))
         self.outcome.add_class("iv-outcome")
@@ -313,18 +321,23 @@ class Explorer:
                            self.b_last, self.play, self.slider],
                           layout=W.Layout(flex_flow="row wrap",
                                           align_items="center"))
+        # the tree gets the full width: graphviz lays the levels out
+        # diagonally, and squeezed into a column its text became too small
         tree_box = W.Box([self.tree], layout=W.Layout(
-            max_height="460px", overflow="auto", border="1px solid #ccc",
+            max_height="900px", overflow="auto", border="1px solid #ccc",
             width="100%"))
-        right = W.VBox([W.HTML("<b>SMMU TLB and what is in flight</b>"),
-                        self.tlb,
-                        W.HTML("<b>The device's accesses</b>"),
-                        self.outcome],
-                       layout=W.Layout(width="40%", min_width="320px"))
-        left = W.VBox([W.HTML("<b>Page tables</b>"), tree_box],
-                      layout=W.Layout(width="60%"))
+        tlb_box = W.Box([self.tlb], layout=W.Layout(
+            max_height="480px", overflow="auto", width="100%"))
+        out_box = W.Box([self.outcome], layout=W.Layout(
+            max_height="480px", overflow="auto", width="100%"))
+        left = W.VBox([W.HTML("<b>SMMU TLB and what is in flight</b>"),
+                       tlb_box], layout=W.Layout(width="55%"))
+        right = W.VBox([W.HTML("<b>The device's accesses</b>"), out_box],
+                       layout=W.Layout(width="45%", min_width="300px",
+                                       padding="0 0 0 10px"))
         self.widget = W.VBox([
             W.HTML(_CSS), self.title, grid, controls, self.caption,
+            W.HTML("<b>Page tables</b>"), tree_box,
             W.HBox([left, right], layout=W.Layout(width="100%")),
             W.HTML("<b>Timeline up to this step</b>"), self.timeline,
             W.HTML(self._timeline_legend())])
@@ -448,7 +461,7 @@ class Explorer:
         # into every step's figure doubled the time of a redraw
         fig = timeline_figure(self.sim, upto=step, legend=False)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=72, facecolor="white")
+        fig.savefig(buf, format="png", dpi=100, facecolor="white")
         return buf.getvalue()
 
     @staticmethod
