@@ -42,6 +42,7 @@ Headless use (tests, scripts)::
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import time
@@ -87,6 +88,19 @@ _CSS = """
 .iv-explorer .iv-outcome { font-size: 12px; line-height: 1.35; }
 </style>
 """
+
+
+_POOL = None
+
+
+def _pool():
+    """One worker thread for the tree layout (a ``dot`` subprocess)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=1,
+                                   thread_name_prefix="iommu-viz-tree")
+    return _POOL
 
 
 def _era_split_sync(kernel: str) -> bool:
@@ -438,20 +452,27 @@ class Explorer:
             self._show()
 
     # ------------------------------------------------------------ views
-    def _render(self, step):
-        """The step's pictures, rendered once per run and step."""
-        r = self._renders.get(step)
-        if r is not None:
-            return r
+    def _tree_and_tlb(self, sim, step):
         from ..render.tlb import tlb_html
         from ..render.tree import tree_svg
-        sim = self.sim
         st = sim.states[step]
         prev = sim.states[step - 1].pgtable if step > 0 else None
         svg = tree_svg(st.pgtable, prev=prev, tlb=st.tlb, legend=True)
         svg = svg[svg.find("<svg"):]
-        r = {"tree": f'<div class="iv-tree-svg">{svg}</div>',
-             "tlb": tlb_html(st)}
+        return {"tree": f'<div class="iv-tree-svg">{svg}</div>',
+                "tlb": tlb_html(st)}
+
+    def _render(self, step):
+        """The step's pictures, rendered once per run and step. The tree
+        is laid out by the ``dot`` program in a worker thread while this
+        thread draws the timeline, so the two overlap."""
+        r = self._renders.get(step)
+        if r is not None:
+            return r
+        job = _pool().submit(self._tree_and_tlb, self.sim, step)
+        png = self._timeline_png(step)
+        r = job.result()
+        r["timeline"] = png
         self._renders[step] = r
         return r
 
@@ -519,20 +540,38 @@ class Explorer:
                 'margin:0">' + "".join(items) + "</ul>")
 
     def _show(self):
-        """Show the current step: caption, tree, TLB and outcomes first,
-        the timeline (the slowest picture) last; all cached per step."""
+        """Show the current step (pictures cached per step)."""
         t0 = time.perf_counter()
         step = self.step
-        r = self._render(step)
         self.caption.value = self._caption_html(step)
+        r = self._render(step)
         self.tree.value = r["tree"]
         self.tlb.value = r["tlb"]
         self.outcome.value = self._outcome_html(step)
-        png = r.get("timeline")
-        if png is None:
-            png = r["timeline"] = self._timeline_png(step)
-        self.timeline.value = png
+        self.timeline.value = r["timeline"]
         self.last_redraw_ms = (time.perf_counter() - t0) * 1000
+        self._prefetch_later(step + 1)
+
+    def _prefetch_later(self, step):
+        """In a running kernel, render ``step`` once the kernel is idle
+        (an event-loop callback on the kernel's own thread), so that
+        *next* and *play* find it cached. Without a running event loop
+        (scripts, tests) nothing is scheduled."""
+        if step >= len(self.sim.events) or step in self._renders:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(0.05, self._prefetch, self.sim, step)
+
+    def _prefetch(self, sim, step):
+        if sim is not self.sim or step in self._renders:
+            return                  # re-run or already shown meanwhile
+        try:
+            self._render(step)
+        except Exception:           # shown (with its error) when visited
+            pass
 
     # ------------------------------------------------------------ reading
     @property

@@ -222,3 +222,21 @@ def test_redraw_is_cached_and_fast(fast_nosync):
 def test_displays_itself(fast_nosync):
     bundle = fast_nosync._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_next_step_is_prefetched_in_a_running_loop(fast_nosync):
+    """In a kernel (an asyncio loop is running) the step after the one
+    shown is rendered when the loop is idle; outside one, nothing is."""
+    import asyncio
+    ex = fast_nosync
+    ex.step = 5
+    assert 6 not in ex._renders
+
+    async def click_next_and_idle():
+        ex.step = 6
+        await asyncio.sleep(0.5)
+
+    asyncio.run(click_next_and_idle())
+    assert 7 in ex._renders
+    ex.set_option("bbml", 1)              # a new run: nothing prefetched
+    assert 7 not in ex._renders
