@@ -4,6 +4,8 @@ A scenario is a function that drives a :class:`~iommu_viz.Simulation` and
 returns it. Every scenario takes the same keyword options, so widgets and
 the command line can flip them:
 
+``fmt``         page-table format, ``"lpae"`` or ``"v7s"`` (2 MiB then
+                means two 1 MiB sections)
 ``kernel``      era, ``"v4.20"``, ``"v5.4"``, ``"v6.12"``, ``"v6.13"``
 ``strict``      False for lazy mode (flush queue)
 ``fast``        use ``iommu_unmap_fast`` (and ``sync_after``) instead of
@@ -38,7 +40,8 @@ _SIM_KEYS = ("kernel", "strict", "bbml", "personality", "ttl_hints",
              "walk_cache", "tlb_entries", "split_sync", "deferred_gather",
              "caller", "fmt", "granule")
 
-DEFAULTS = dict(kernel="v5.4", strict=True, fast=False, sync_after=True,
+DEFAULTS = dict(fmt="lpae", kernel="v5.4", strict=True, fast=False,
+                sync_after=True,
                 split_sync=None, deferred_gather=True, bbml=0,
                 personality="typical", ttl_hints=True, walk_cache=True,
                 tlb_entries=None, speculate=False)

@@ -392,7 +392,7 @@ class Simulation:
                 out.append(Hazard(
                     "stale", a, s,
                     f"TLB holds {short_size(e.size)} "
-                    f"{'block' if e.level < 3 else 'page'} 0x{e.iova:x} -> "
+                    f"{'block' if e.size > self.granule else 'page'} 0x{e.iova:x} -> "
                     f"0x{e.paddr:x}; tables no longer map 0x{a:x} that way"))
         if not (self.bbml == 2 or self.coherent):
             for i, e in enumerate(tlb):
