@@ -47,9 +47,12 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress, islice, repeat
+from operator import add, methodcaller, not_
 from typing import NamedTuple
 
 __all__ = [
@@ -447,13 +450,18 @@ class ParsedLog:
 
 
 def _open_source(source):
-    """Lines of ``source`` (a path, a text or binary file object, or an
-    iterable of lines), a way to read progress, and the total for it."""
+    """How to read ``source`` (a path, a text or binary file object, or an
+    iterable of lines): ``(reader, tell, total, closer, whole)``. ``whole``
+    is True when ``reader`` is a text file that this module opened, with
+    universal newlines, so that it can be read in blocks of characters (its
+    lines are then exactly what iterating it would give); otherwise
+    ``reader`` is iterated line by line. ``tell`` reads progress, ``total``
+    is its end (or ``None``)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         f = open(path, "r", encoding="utf-8", errors="replace", newline=None)
         total = os.fstat(f.fileno()).st_size
-        return f, (lambda: f.buffer.tell()), total, f.close
+        return f, (lambda: f.buffer.tell()), total, f.close, True
     if isinstance(source, (bytes, bytearray)):
         raise TypeError("give a path, a file object or lines, not bytes")
     if isinstance(source, io.TextIOWrapper):
@@ -463,11 +471,11 @@ def _open_source(source):
             total = os.fstat(source.fileno()).st_size
         except (OSError, io.UnsupportedOperation, AttributeError):
             pass
-        return source, (lambda: _tell(buf)), total, None
+        return source, (lambda: _tell(buf)), total, None, False
     if isinstance(source, (io.BufferedIOBase, io.RawIOBase)):
         wrapped = io.TextIOWrapper(source, encoding="utf-8", errors="replace")
-        return _open_source(wrapped)[0:3] + (wrapped.detach,)
-    return source, None, None, None
+        return _open_source(wrapped)[0:3] + (wrapped.detach, True)
+    return source, None, None, None, False
 
 
 def _tell(buf):
@@ -486,122 +494,293 @@ def _decode(line):
     return line
 
 
+# ---------------------------------------------------------------- bulk reading
+# One pass of _BULK over a block of whole lines (preceded by a "\n") gives
+# one match per line, so the loop over a block's lines runs in the regex
+# engine. A line in the common ftrace form fills groups 1-6 ('un' or '',
+# iova, range end or '', paddr or '', size, unmapped_size or ''); any other
+# line fills group 7 with its text and is read by _scan, in its place. The
+# common form is what _scan accepts from _FT_MAP/_FT_UNMAP with no dev=,
+# narrowed so that both read it alike: the prefix has no letter 'I' (so the
+# "IOMMU:" found is the line's first), the event name follows a boundary
+# character or the start of the line, one space follows "IOMMU:", sizes
+# have at most 19 digits (below 2**64). The range end is checked after.
+_BULK = re.compile(
+    r"[^I\n]*+IOMMU: "
+    r"(?:(?<=[ \t:\]\n](un)map: IOMMU: )|(?<=[ \t:\]\n]map: IOMMU: ))"
+    r"iova=0x([0-9a-fA-F]{1,16})(?: - 0x([0-9a-fA-F]{1,16}))? "
+    r"(?(1)|paddr=0x([0-9a-fA-F]{1,16}) )size=([0-9]{1,19})"
+    r"(?(1) unmapped_size=([0-9]{1,19}))[ \t\r]*\n"
+    r"|([^\n]*\n)", re.ASCII)
+#: lines of an iterable taken at a time; characters of a file read at a time
+_BATCH = 256
+_BLOCK = 1 << 15
+_LINE_MAX = (1 << 32) - 1
+_BIG_ENDIAN = sys.byteorder == "big"
+_ZERO16 = {"": "0" * 16}.get     # paddr of an unmap in a mixed block
+_ONE = {"": "1"}.get             # the arg of a map in a mixed block
+_ends_with_newline = methodcaller("endswith", "\n")
+
+
+def _hex_column(col) -> array:
+    """Hex digit strings as an array of 64-bit values: all at once when
+    every one has 16 digits (the kernel prints %016llx), else one by one."""
+    s = "".join(col)
+    if len(s) == 16 * len(col):
+        a = array("Q", bytes.fromhex(s))
+        if not _BIG_ENDIAN:
+            a.byteswap()
+        return a
+    return array("Q", map(int, col, repeat(16)))
+
+
+def _dec_column(col) -> array:
+    """Decimal digit strings (at most 19 digits) as an array, converting
+    each distinct string once."""
+    values = {s: int(s) for s in set(col)}
+    return array("Q", map(values.__getitem__, col))
+
+
+class _Reader:
+    """parse_log's state: the event columns, the counts, and the linking of
+    ``pr_debug`` requests to their pieces."""
+
+    def __init__(self):
+        self.ev = ev = EventLog()
+        self.out = ParsedLog(ev)
+        self.n = self.skipped = self.malformed = 0
+        # pr_debug request linking state
+        self.req = -1         # index of the open request, or -1
+        self.req_end = 0      # end of its iova range
+        self.req_delta = 0    # paddr - iova of a map request
+        self.last_piece = -1  # index of its latest piece
+
+    # -- one line --------------------------------------------------------------
+    def line(self, line, n):
+        """Read line number ``n`` with _scan and store what it is."""
+        if line.__class__ is not str:
+            line = _decode(line)
+        try:
+            got = _scan(line)
+        except LogFormatError as e:
+            self.malformed += 1
+            if len(self.out.problems) < MAX_PROBLEMS:
+                self.out.problems.append(Problem(n, _shorten(line), e.reason))
+            return
+        if got is None:
+            self.skipped += 1
+            return
+        ev = self.ev
+        kinds, iovas, sizes, args = ev.kinds, ev.iovas, ev.sizes, ev.args
+        kind, iova, size, paddr, arg, dev = got
+        flag = 0
+        if kind >= DBG_MAP:
+            req = self.req
+            if kind == DBG_MAP or kind == DBG_UNMAP:
+                self.req = len(kinds)
+                self.req_end = iova + size
+                self.req_delta = paddr - iova
+                self.last_piece = -1
+            elif req >= 0 and (kinds[req] == kind - 1) and \
+                    iovas[req] <= iova < self.req_end and \
+                    (self.last_piece < 0 or iova > iovas[self.last_piece]) and \
+                    (kind == DBG_UNMAPPED or paddr - iova == self.req_delta):
+                flag = CHILD
+                ev.flags[req] |= COVERED
+                last = self.last_piece
+                if kind == DBG_MAPPING:
+                    req_end = self.req_end
+                    if last >= 0:
+                        # map_pages stopped early: the next piece starts
+                        # where the previous one really ended
+                        p_iova = iovas[last]
+                        p_size = sizes[last]
+                        if iova < p_iova + p_size * args[last] and \
+                                not (iova - p_iova) % p_size:
+                            args[last] = (iova - p_iova) // p_size
+                    if iova + size * arg > req_end and \
+                            not (req_end - iova) % size:
+                        arg = max(1, (req_end - iova) // size)
+                self.last_piece = len(kinds)
+            else:
+                self.req = -1
+        else:
+            self.req = -1
+        kinds.append(kind)
+        ev.flags.append(flag)
+        ev.lines.append(n if n < _LINE_MAX else _LINE_MAX)
+        iovas.append(iova)
+        sizes.append(size)
+        ev.paddrs.append(paddr)
+        args.append(arg)
+        ev.devs.append(0 if dev is None else ev.dev_index(dev))
+
+    def lines(self, lines):
+        """Read ``lines`` one by one."""
+        n = self.n
+        one = self.line
+        for line in lines:
+            n += 1
+            self.n = n
+            one(line, n)
+
+    # -- a block of lines ----------------------------------------------------
+    def batch(self, batch):
+        """Read a list of lines (str or bytes, with or without their
+        newlines) as one block when they join into one, else one by one."""
+        if not batch:
+            return
+        kinds = set(map(type, batch))
+        if kinds != {str}:
+            if not kinds <= {str, bytes, bytearray}:
+                return self.lines(batch)     # raises at the odd one
+            batch = list(map(_decode, batch))
+        nb = len(batch)
+        text = "\n".join(batch)
+        if text.count("\n") == nb - 1:
+            return self.block("\n" + text + "\n", batch, nb)
+        text = "".join(batch)
+        if text.count("\n") == nb and all(map(_ends_with_newline, batch)):
+            return self.block("\n" + text, batch, nb)
+        self.lines(batch)
+
+    def block(self, text, originals=None, expect=None):
+        """Read the lines of ``text``, a "\\n" then whole lines each ending
+        in "\\n". ``originals``, if given, are the lines as the caller gave
+        them (what _scan is handed for the lines it reads)."""
+        found = _BULK.findall(text, 1)
+        nlines = len(found)
+        if not nlines:
+            return
+        base = self.n
+        if expect is not None and nlines != expect or \
+                base + nlines >= _LINE_MAX:
+            return self._block_by_line(text, originals)
+        un, iov, end, pa, sz, unm, other = zip(*found)
+        slow = list(compress(range(nlines), other))
+        if len(slow) == nlines:
+            return self._block_by_line(text, originals)
+        if slow:
+            sel = list(map(not_, other))
+            un = list(compress(un, sel))
+            iov = list(compress(iov, sel))
+            end = list(compress(end, sel))
+            pa = list(compress(pa, sel))
+            sz = list(compress(sz, sel))
+            unm = list(compress(unm, sel))
+        nf = len(iov)
+        nun = len("".join(un)) >> 1
+        iovas = _hex_column(iov)
+        sizes = _dec_column(sz)
+        if nun == 0:
+            kinds = array("B", bytes(nf))
+            paddrs = _hex_column(pa)
+            args = array("Q", [1]) * nf
+        elif nun == nf:
+            kinds = array("B", b"\x01" * nf)
+            paddrs = array("Q", bytes(8 * nf))
+            args = _dec_column(unm)
+        else:
+            kinds = array("B", map(bool, un))
+            paddrs = _hex_column(list(map(_ZERO16, pa, pa)))
+            args = _dec_column(list(map(_ONE, unm, unm)))
+        if any(end):
+            # a range's end must be iova + size, or _scan names the error
+            want = list(map(add, compress(iovas, end), compress(sizes, end)))
+            try:
+                ok = _hex_column(list(compress(end, end))) == array("Q", want)
+            except OverflowError:
+                ok = False
+            if not ok:
+                return self._block_by_line(text, originals)
+        numbers = range(base + 1, base + nlines + 1)
+        cols = (kinds, array("B", bytes(nf)),
+                array("I", compress(numbers, sel) if slow else numbers),
+                iovas, sizes, paddrs, args, array("I", bytes(4 * nf)))
+        ev = self.ev
+        dest = (ev.kinds, ev.flags, ev.lines, ev.iovas, ev.sizes, ev.paddrs,
+                ev.args, ev.devs)
+        if not slow:
+            for d, c in zip(dest, cols):
+                d += c
+            self.req = -1
+            self.n = base + nlines
+            return
+        done = 0
+        one = self.line
+        for k, idx in enumerate(slow):
+            upto = idx - k           # common lines before this one
+            if upto > done:
+                for d, c in zip(dest, cols):
+                    d += c[done:upto]
+                done = upto
+                self.req = -1
+            one(originals[idx] if originals is not None else other[idx],
+                base + idx + 1)
+        if nf > done:
+            for d, c in zip(dest, cols):
+                d += c[done:]
+            self.req = -1
+        self.n = base + nlines
+
+    def _block_by_line(self, text, originals):
+        if originals is None:
+            originals = [s + "\n" for s in text[1:-1].split("\n")]
+        self.lines(originals)
+
+    def result(self) -> ParsedLog:
+        out = self.out
+        out.lines = self.n
+        out.skipped = self.skipped
+        out.malformed = self.malformed
+        return out
+
+
 def parse_log(source, progress=None) -> ParsedLog:
     """Parse a whole log: ``source`` is a path, a file object or an iterable
     of lines (str or bytes). Never raises for the log's content; malformed
     lines end up in ``problems``. ``progress``, if given, is an object with
     ``start(phase, total)``, ``update(done)`` and ``close()`` (see
-    :mod:`iommu_viz.ingest.progress`)."""
-    it, tell, total, closer = _open_source(source)
-    ev = EventLog()
-    out = ParsedLog(ev)
-    kinds, flags, lines, iovas = ev.kinds, ev.flags, ev.lines, ev.iovas
-    sizes, paddrs, args, devs = ev.sizes, ev.paddrs, ev.args, ev.devs
-    problems = out.problems
-    scan = _scan
-    ft_map, ft_unmap, boundary = _FT_MAP.match, _FT_UNMAP.match, _BOUNDARY
-    # pr_debug request linking state
-    req = -1          # index of the open request, or -1
-    req_end = 0       # end of its iova range
-    req_delta = 0     # paddr - iova of a map request
-    last_piece = -1   # index of its latest piece
-    n = skipped = malformed = 0
+    :mod:`iommu_viz.ingest.progress`).
+
+    Lines are read a block at a time: the common ftrace map/unmap lines by
+    one regular expression over the block, every other line by the same
+    per-line reader as :func:`parse_line`, in its place; both give the same
+    events."""
+    reader, tell, total, closer, whole = _open_source(source)
+    r = _Reader()
     if progress is not None:
         progress.start("parse", total if tell else None)
     try:
-        for line in it:
-            n += 1
-            if progress is not None and not n & 0x3FFF:
-                progress.update(tell() if tell else n)
-            if line.__class__ is not str:
-                line = _decode(line)
-            # fast path: the common ftrace map/unmap line with no dev=,
-            # read exactly as _scan would read it (same checks, same order)
-            i = line.find("IOMMU: ")
-            if i >= 5 and line.startswith("map: ", i - 5):
-                if i >= 7 and line.startswith("un", i - 7):
-                    w = i - 8
-                    m = ft_unmap(line, i + 7)
-                    kind = UNMAP
-                else:
-                    w = i - 6
-                    m = ft_map(line, i + 7)
-                    kind = MAP
-                if m is not None and (w < 0 or line[w] in boundary):
-                    dev, iova, end, f3, f4 = m.groups()
-                    if dev is None and len(f4) < 20 and \
-                            (kind == MAP or len(f3) < 20):
-                        iova = int(iova, 16)
-                        if kind == MAP:
-                            paddr, size, arg = int(f3, 16), int(f4), 1
-                        else:
-                            paddr, size, arg = 0, int(f3), int(f4)
-                        if end is None or int(end, 16) == iova + size:
-                            kinds.append(kind)
-                            flags.append(0)
-                            lines.append(n if n < 1 << 32 else (1 << 32) - 1)
-                            iovas.append(iova)
-                            sizes.append(size)
-                            paddrs.append(paddr)
-                            args.append(arg)
-                            devs.append(0)
-                            req = -1
-                            continue
-            try:
-                got = scan(line)
-            except LogFormatError as e:
-                malformed += 1
-                if len(problems) < MAX_PROBLEMS:
-                    problems.append(Problem(n, _shorten(line), e.reason))
-                continue
-            if got is None:
-                skipped += 1
-                continue
-            kind, iova, size, paddr, arg, dev = got
-            flag = 0
-            if kind >= DBG_MAP:
-                if kind == DBG_MAP or kind == DBG_UNMAP:
-                    req = len(kinds)
-                    req_end = iova + size
-                    req_delta = paddr - iova
-                    last_piece = -1
-                elif req >= 0 and (kinds[req] == kind - 1) and \
-                        iovas[req] <= iova < req_end and \
-                        (last_piece < 0 or iova > iovas[last_piece]) and \
-                        (kind == DBG_UNMAPPED or paddr - iova == req_delta):
-                    flag = CHILD
-                    flags[req] |= COVERED
-                    if kind == DBG_MAPPING:
-                        if last_piece >= 0:
-                            # map_pages stopped early: the next piece starts
-                            # where the previous one really ended
-                            p_iova = iovas[last_piece]
-                            p_size = sizes[last_piece]
-                            if iova < p_iova + p_size * args[last_piece] and \
-                                    not (iova - p_iova) % p_size:
-                                args[last_piece] = (iova - p_iova) // p_size
-                        if iova + size * arg > req_end and \
-                                not (req_end - iova) % size:
-                            arg = max(1, (req_end - iova) // size)
-                    last_piece = len(kinds)
-                else:
-                    req = -1
-            else:
-                req = -1
-            kinds.append(kind)
-            flags.append(flag)
-            lines.append(n if n < 1 << 32 else (1 << 32) - 1)
-            iovas.append(iova)
-            sizes.append(size)
-            paddrs.append(paddr)
-            args.append(arg)
-            devs.append(0 if dev is None else ev.dev_index(dev))
+        if whole:
+            read = reader.read
+            carry = ""
+            while True:
+                chunk = read(_BLOCK)
+                if not chunk:
+                    break
+                cut = chunk.rfind("\n") + 1
+                if not cut:
+                    carry += chunk
+                    continue
+                r.block("\n" + carry + chunk[:cut])
+                carry = chunk[cut:]
+                if progress is not None:
+                    progress.update(tell())
+            if carry:
+                r.lines([carry])     # a last line with no newline
+        else:
+            it = iter(reader)
+            while True:
+                batch = list(islice(it, _BATCH))
+                if not batch:
+                    break
+                r.batch(batch)
+                if progress is not None:
+                    progress.update(tell() if tell else r.n)
     finally:
         if closer is not None:
             closer()
         if progress is not None:
             progress.close()
-    out.lines = n
-    out.skipped = skipped
-    out.malformed = malformed
-    return out
+    return r.result()
