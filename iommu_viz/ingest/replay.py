@@ -38,10 +38,12 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import eq
 
 from ..pgtable.common import (
-    FlushOps, PgtableError, SZ_4K, check_kernel, era_at_least, fmt_size,
-    short_size,
+    IOMMU_READ, IOMMU_WRITE, FlushOps, PgtableError, SZ_4K, check_kernel,
+    era_at_least, fmt_size, short_size,
 )
 from ..pgtable.lpae import LpaeTable, MAX_LEVELS, PTE_ADDR_MASK
 from ..sim.pgsize import iommu_pgsize
@@ -404,99 +406,114 @@ class _Engine:
 
     # -- the loop ------------------------------------------------------------
     def run(self, stop, progress=None):
-        """Apply events ``self.pos`` .. ``stop - 1``."""
+        """Apply events ``self.pos`` .. ``stop - 1``.
+
+        The common events (a granule-sized, aligned ftrace map or unmap)
+        are handed straight to the table's single-page map/unmap; their
+        counts are kept in locals and the page count of each is known, so
+        only the rest go through map_request/unmap_request."""
         log = self.log
         kinds, flags, iovas, sizes = log.kinds, log.flags, log.iovas, log.sizes
-        paddrs, args, lines, devs = log.paddrs, log.args, log.lines, log.devs
+        paddrs, args, devs = log.paddrs, log.args, log.devs
         table = self.table
         tmap, tunmap = table.map, table.unmap
-        tables = table._tables        # read-only: its size counts splits
-        warnings = table.warnings
+        ntables = table._tables.__len__   # read-only: its size counts splits
+        nwarnings = table.warnings.__len__
+        prot = IOMMU_READ | IOMMU_WRITE
         g = self.granule
         gmask = g - 1
         dev = self.dev_index
-        mapped, peak, peak_line = self.mapped, self.peak, self.peak_line
-        fast_maps = fast_unmaps = fast_unmapped = 0
+        mapped, peak = self.mapped, self.peak
+        peak_at = -1          # event index where the peak was last raised
+        fast_maps = fast_unmapped = 0
         map_requests = unmap_requests = 0
         splits = refused = unmatched = unmatched_bytes = disagree = 0
-        for i in range(self.pos, stop):
-            if progress is not None and not i & _TICK:
-                progress.update(i)
-            if dev is not None and devs[i] != dev:
-                continue
-            k = kinds[i]
-            if k == MAP:
-                map_requests += 1
-                iova = iovas[i]
-                pa = paddrs[i]
-                size = sizes[i]
-                if size == g and not (iova | pa) & gmask:
-                    try:
-                        tmap(iova, pa, g)
-                    except PgtableError as e:
-                        self._reject(i, str(e))
-                        continue
-                    fast_maps += 1
-                    mapped += g
-                else:
-                    mapped += self.map_request(i, iova, pa, size)
-                if mapped > peak:
-                    peak = mapped
-                    peak_line = lines[i]
-            elif k == UNMAP:
-                unmap_requests += 1
-                iova = iovas[i]
-                size = sizes[i]
-                if size == g and not iova & gmask:
-                    nt = len(tables)
-                    nw = len(warnings)
-                    try:
-                        got = tunmap(iova, g)
-                    except PgtableError as e:
-                        self._reject(i, str(e))
-                        got = 0
-                    else:
-                        if len(tables) != nt:
-                            splits += len(tables) - nt
-                        if not got:
-                            if len(warnings) != nw:
-                                refused += 1
-                            else:
-                                unmatched += 1
-                                unmatched_bytes += g
-                    fast_unmapped += got
-                    if got != args[i]:
-                        disagree += 1
-                else:
-                    got = self.unmap_request(i, iova, size)
-                    if self.last_done != args[i]:
-                        disagree += 1
-                mapped -= got
-            elif k == DBG_MAPPING:
-                if not flags[i] & CHILD:
+        for start in range(self.pos, stop, _TICK + 1):
+            end = min(stop, start + _TICK + 1)
+            if progress is not None:
+                progress.update(start)
+            if dev is None:
+                todo = range(start, end)
+            else:
+                todo = compress(range(start, end),
+                                map(eq, devs[start:end], repeat(dev)))
+            for i in todo:
+                k = kinds[i]
+                if k == MAP:
                     map_requests += 1
-                mapped += self.map_piece(i, iovas[i], paddrs[i], sizes[i],
-                                         args[i])
-                if mapped > peak:
-                    peak = mapped
-                    peak_line = lines[i]
-            elif k == DBG_UNMAPPED:
-                if not flags[i] & CHILD:
-                    unmap_requests += 1
-                mapped -= self.unmap_request(i, iovas[i], sizes[i])
-            elif k == DBG_MAP:
-                map_requests += 1
-                if not flags[i] & COVERED:
-                    mapped += self.map_request(i, iovas[i], paddrs[i], sizes[i])
+                    iova = iovas[i]
+                    pa = paddrs[i]
+                    size = sizes[i]
+                    if size == g and not (iova | pa) & gmask:
+                        try:
+                            tmap(iova, pa, g, prot)
+                        except PgtableError as e:
+                            self._reject(i, str(e))
+                            continue
+                        fast_maps += 1
+                        mapped += g
+                    else:
+                        mapped += self.map_request(i, iova, pa, size)
                     if mapped > peak:
                         peak = mapped
-                        peak_line = lines[i]
-            elif k == DBG_UNMAP:
-                unmap_requests += 1
-                if not flags[i] & COVERED:
+                        peak_at = i
+                elif k == UNMAP:
+                    unmap_requests += 1
+                    iova = iovas[i]
+                    size = sizes[i]
+                    if size == g and not iova & gmask:
+                        nt = ntables()
+                        nw = nwarnings()
+                        try:
+                            got = tunmap(iova, g)
+                        except PgtableError as e:
+                            self._reject(i, str(e))
+                            got = 0
+                        else:
+                            if ntables() != nt:
+                                splits += ntables() - nt
+                            if not got:
+                                if nwarnings() != nw:
+                                    refused += 1
+                                else:
+                                    unmatched += 1
+                                    unmatched_bytes += g
+                        fast_unmapped += got
+                        if got != args[i]:
+                            disagree += 1
+                    else:
+                        got = self.unmap_request(i, iova, size)
+                        if self.last_done != args[i]:
+                            disagree += 1
+                    mapped -= got
+                elif k == DBG_MAPPING:
+                    if not flags[i] & CHILD:
+                        map_requests += 1
+                    mapped += self.map_piece(i, iovas[i], paddrs[i], sizes[i],
+                                             args[i])
+                    if mapped > peak:
+                        peak = mapped
+                        peak_at = i
+                elif k == DBG_UNMAPPED:
+                    if not flags[i] & CHILD:
+                        unmap_requests += 1
                     mapped -= self.unmap_request(i, iovas[i], sizes[i])
+                elif k == DBG_MAP:
+                    map_requests += 1
+                    if not flags[i] & COVERED:
+                        mapped += self.map_request(i, iovas[i], paddrs[i],
+                                                   sizes[i])
+                        if mapped > peak:
+                            peak = mapped
+                            peak_at = i
+                elif k == DBG_UNMAP:
+                    unmap_requests += 1
+                    if not flags[i] & COVERED:
+                        mapped -= self.unmap_request(i, iovas[i], sizes[i])
         self.pos = max(self.pos, stop)
-        self.mapped, self.peak, self.peak_line = mapped, peak, peak_line
+        self.mapped, self.peak = mapped, peak
+        if peak_at >= 0:
+            self.peak_line = log.lines[peak_at]
         self.map_requests += map_requests
         self.unmap_requests += unmap_requests
         if fast_maps:
@@ -508,6 +525,44 @@ class _Engine:
         self.unmatched += unmatched
         self.unmatched_bytes += unmatched_bytes
         self.disagreements += disagree
+
+    def leaves(self) -> dict:
+        """Leaf entries of the table by size, as a walk of
+        :meth:`LpaeTable.mappings` would count them.
+
+        Counted per table instead of per leaf: a non-zero entry of a
+        last-level table is a page; one of a higher table is a block or
+        points to a table one level down, and each table but the pgd has
+        one such entry (arm_lpae_install_table). The count is used only
+        when its bytes add up to what the replay kept as mapped; otherwise
+        (or if the table does not expose its tables) the leaves are walked.
+        """
+        table = self.table
+        try:
+            nonzero: dict[int, int] = {}
+            below: dict[int, int] = {}
+            for t in table._tables.values():
+                ptes = t.ptes
+                lvl = t.level
+                nonzero[lvl] = nonzero.get(lvl, 0) + len(ptes) - ptes.count(0)
+                if t is not table.pgd:
+                    below[lvl - 1] = below.get(lvl - 1, 0) + 1
+            leaves = {}
+            for lvl, n in nonzero.items():
+                n -= below.get(lvl, 0)
+                if n < 0:
+                    raise ValueError(lvl)
+                if n:
+                    size = table.block_size(lvl)
+                    leaves[size] = leaves.get(size, 0) + n
+            if sum(k * v for k, v in leaves.items()) == self.mapped:
+                return dict(sorted(leaves.items()))
+        except (AttributeError, ValueError):
+            pass
+        leaves = {}
+        for _iova, _pa, size, _lvl, _pte in table.mappings():
+            leaves[size] = leaves.get(size, 0) + 1
+        return dict(sorted(leaves.items()))
 
 
 class Replay:
@@ -531,9 +586,7 @@ class Replay:
 
     def _summarise(self, e: _Engine) -> Summary:
         s = self.settings
-        leaves: dict[int, int] = {}
-        for _iova, _pa, size, _lvl, _pte in self.table.mappings():
-            leaves[size] = leaves.get(size, 0) + 1
+        leaves = e.leaves()
         p = self.parsed
         return Summary(
             fmt=s["fmt"], granule=s["granule"], kernel=s["kernel"],
@@ -541,7 +594,7 @@ class Replay:
             skipped=p.skipped, malformed=p.malformed, device=s["device"],
             map_requests=e.map_requests, unmap_requests=e.unmap_requests,
             mapped_bytes=e.mapped_bytes, unmapped_bytes=e.unmapped_bytes,
-            pages_mapped=dict(sorted(e.pages.items())), leaves=dict(sorted(leaves.items())),
+            pages_mapped=dict(sorted(e.pages.items())), leaves=leaves,
             blocks_split=e.splits, unmatched_unmaps=e.unmatched,
             unmatched_bytes=e.unmatched_bytes,
             refused_partial_unmaps=e.refused, rejected=e.rejected,
