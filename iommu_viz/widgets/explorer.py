@@ -16,12 +16,17 @@ The toggles and the option they set (the model's meaning is in
 :class:`~iommu_viz.sim.Simulation` and :mod:`iommu_viz.scenarios`):
 
 ``scenario``         which scenario (its own defaults are loaded)
+``fmt``              page-table format: LPAE (io-pgtable-arm.c, 64-bit
+                     descriptors, 2 MiB blocks) or v7s
+                     (io-pgtable-arm-v7s.c, 32-bit descriptors, 1 MiB
+                     sections, 64 KiB large pages as CONT groups of 16)
 ``kernel``           era: v4.20, v5.4, v6.12, v6.13
 ``strict``           strict (invalidate on unmap) or lazy (flush queue)
 ``unmap``            ``iommu_unmap``; ``iommu_unmap_fast`` then
                      ``iommu_iotlb_sync``; ``iommu_unmap_fast`` with no sync
 ``split_sync``       the split invalidates and syncs on its own, as
-                     arm_lpae_split_blk_unmap did in v4.20 (ticked = on;
+                     arm_lpae_split_blk_unmap and arm_v7s_split_blk_unmap
+                     did in v4.20 (ticked = on;
                      unticked = off; the era's default is not forced)
 ``deferred_gather``  pages added to the gather wait for the caller's sync
 ``bbml``             SMMU_IDR3.BBML level 0, 1, 2
@@ -52,7 +57,7 @@ from ..pgtable.common import KERNELS, era_at_least
 from ..sim import PERSONALITIES
 from .outcome import access_summary, access_words, explain_access
 
-__all__ = ["Explorer", "UNMAP_CHOICES", "TOGGLE_NAMES"]
+__all__ = ["Explorer", "UNMAP_CHOICES", "TOGGLE_NAMES", "FORMATS"]
 
 #: The ``unmap`` dropdown: label -> (fast, sync_after).
 UNMAP_CHOICES = {
@@ -61,12 +66,20 @@ UNMAP_CHOICES = {
     "iommu_unmap_fast, no sync": (True, False),
 }
 
-TOGGLE_NAMES = ("scenario", "kernel", "strict", "unmap", "split_sync",
+TOGGLE_NAMES = ("scenario", "fmt", "kernel", "strict", "unmap", "split_sync",
                 "deferred_gather", "bbml", "personality", "speculate",
                 "ttl_hints")
 
-_SIM_KEYS = ("kernel", "strict", "bbml", "personality", "ttl_hints",
+_SIM_KEYS = ("fmt", "kernel", "strict", "bbml", "personality", "ttl_hints",
              "walk_cache", "tlb_entries", "split_sync", "deferred_gather")
+
+#: The ``fmt`` toggle: label -> scenario option value.
+FORMATS = {"LPAE": "lpae", "v7s": "v7s"}
+
+#: How the timeline hatches its shaded windows (matplotlib hatch marks,
+#: as drawn by render.timeline; tests/widgets checks they agree). The
+#: colours are the matching access outcomes' (OUTCOME_STYLE).
+_WINDOW_HATCH = {"stale": "//", "conflict": "\\\\"}
 
 _CSS = """
 <style>
@@ -81,7 +94,9 @@ _CSS = """
 .iv-explorer .iv-tree-svg svg { max-width: 100%; height: auto; }
 .iv-explorer .iv-tlb table { font-size: 11px; border-collapse: collapse; }
 .iv-explorer .iv-tlb td, .iv-explorer .iv-tlb th {
-  padding: 1px 4px !important; white-space: nowrap; line-height: 1.3; }
+  padding: 1px 4px !important; line-height: 1.3; vertical-align: top; }
+.iv-explorer .iv-tlb td span[style*="monospace"] { white-space: nowrap; }
+.iv-explorer .iv-tlb caption { white-space: nowrap; }
 .iv-explorer .iv-tlb p { margin: 2px 0; }
 .iv-explorer .iv-tlb h4, .iv-explorer .iv-tlb caption { font-size: 12px;
   margin: 4px 0 2px 0; }
@@ -104,15 +119,25 @@ def _pool():
 
 
 def _era_split_sync(kernel: str) -> bool:
-    """Whether the era's arm_lpae_split_blk_unmap syncs on its own: only
-    v4.20 (b6b65ca20bc9); the v5.4 series moved the page to the gather."""
+    """Whether the era's split syncs on its own: only v4.20 (b6b65ca20bc9
+    for arm_lpae_split_blk_unmap; arm_v7s_split_blk_unmap likewise); the
+    v5.4 series moved the page to the gather in both formats."""
     return kernel == "v4.20"
 
 
 def _era_splits(kernel: str) -> bool:
-    """Partial unmap of a block splits it until v6.12; v6.13
-    (33729a5fc0ca) refuses it."""
+    """Partial unmap of a block splits it until v6.12; v6.13 refuses it
+    (LPAE 33729a5fc0ca, v7s fd50651636fb)."""
     return not era_at_least(kernel, (6, 13))
+
+
+def _tree_title(snap) -> str:
+    """A line naming the table's format under the tree, e.g. "v7s (short
+    descriptor, 32-bit), 4K granule, levels 1..2"."""
+    kind = {"lpae": "LPAE (long descriptor, 64-bit)",
+            "v7s": "v7s (short descriptor, 32-bit)"}.get(snap.fmt, snap.fmt)
+    return (f"{kind}, {snap.granule >> 10}K granule, levels "
+            f"{snap.levels[0]}..{snap.levels[-1]}")
 
 
 def _effective_options(name: str, given: dict, sim) -> dict:
@@ -226,6 +251,10 @@ class Explorer:
                                  + ", ".join(repr(c) for c in UNMAP_CHOICES))
             opts["fast"], opts["sync_after"] = UNMAP_CHOICES[value]
         elif name in scenarios.DEFAULTS:
+            if name == "fmt" and value not in FORMATS.values():
+                raise ValueError(f"fmt {value!r} is not one of "
+                                 + ", ".join(repr(f) for f in
+                                             FORMATS.values()))
             if name == "kernel" and value not in KERNELS:
                 raise ValueError(f"kernel {value!r} is not one of "
                                  + ", ".join(KERNELS))
@@ -257,6 +286,10 @@ class Explorer:
         t["scenario"] = W.Dropdown(
             options=[n for n, _ in scenarios.catalog()], description="scenario",
             style=desc, layout=lay)
+        t["fmt"] = W.ToggleButtons(
+            options=list(FORMATS.items()), style={"button_width": "60px"},
+            tooltips=["long descriptor, 64-bit (io-pgtable-arm.c)",
+                      "short descriptor, 32-bit (io-pgtable-arm-v7s.c)"])
         t["kernel"] = W.Dropdown(options=list(KERNELS), description="kernel",
                                  style=desc, layout=lay)
         t["strict"] = W.ToggleButtons(options=[("strict", True),
@@ -266,7 +299,7 @@ class Explorer:
                                                 "leave it to the flush queue"])
         t["unmap"] = W.Dropdown(options=list(UNMAP_CHOICES),
                                 description="unmap", style=desc,
-                                layout=W.Layout(width="290px"))
+                                layout=lay)
         t["split_sync"] = W.Checkbox(description="split syncs itself (v4.20)",
                                      style=desc, indent=False, layout=lay)
         t["deferred_gather"] = W.Checkbox(description="deferred gather",
@@ -278,9 +311,11 @@ class Explorer:
         t["personality"] = W.Dropdown(options=list(PERSONALITIES),
                                       description="SMMU", style=desc,
                                       layout=lay)
-        t["speculate"] = W.Checkbox(description="speculative fill of the "
-                                    "neighbouring page", style=desc,
-                                    indent=False, layout=lay)
+        t["speculate"] = W.Checkbox(
+            description="speculative fill, next page", style=desc,
+            indent=False, layout=lay,
+            tooltip="the SMMU caches the neighbouring page by a speculative "
+                    "walk")
         t["ttl_hints"] = W.Checkbox(description="TTL hints honoured",
                                     style=desc, indent=False, layout=lay)
         for name, w in t.items():
@@ -326,10 +361,13 @@ class Explorer:
         self.title = W.HTML()
 
         grid = W.GridBox(
-            [t["scenario"], t["kernel"], t["strict"], t["unmap"],
+            [t["scenario"], t["fmt"], t["kernel"], t["strict"], t["unmap"],
              t["split_sync"], t["deferred_gather"], t["bbml"],
              t["personality"], t["speculate"], t["ttl_hints"]],
-            layout=W.Layout(grid_template_columns="repeat(4, auto)",
+            # as many columns as fit: four in a wide notebook, two or three
+            # at the default JupyterLab width with the file browser open
+            layout=W.Layout(grid_template_columns=("repeat(auto-fill, "
+                                                   "minmax(270px, 1fr))"),
                             grid_gap="2px 12px", align_items="center"))
         controls = W.HBox([self.b_first, self.b_prev, self.b_next,
                            self.b_last, self.play, self.slider],
@@ -340,19 +378,18 @@ class Explorer:
         tree_box = W.Box([self.tree], layout=W.Layout(
             max_height="900px", overflow="auto", border="1px solid #ccc",
             width="100%"))
+        # the TLB and the accesses are stacked, each at full width: side by
+        # side at the default JupyterLab width the TLB's tables scrolled
+        # sideways and their titles wrapped
         tlb_box = W.Box([self.tlb], layout=W.Layout(
-            max_height="480px", overflow="auto", width="100%"))
+            max_height="600px", overflow="auto", width="100%"))
         out_box = W.Box([self.outcome], layout=W.Layout(
-            max_height="480px", overflow="auto", width="100%"))
-        left = W.VBox([W.HTML("<b>SMMU TLB and what is in flight</b>"),
-                       tlb_box], layout=W.Layout(width="55%"))
-        right = W.VBox([W.HTML("<b>The device's accesses</b>"), out_box],
-                       layout=W.Layout(width="45%", min_width="300px",
-                                       padding="0 0 0 10px"))
+            max_height="320px", overflow="auto", width="100%"))
         self.widget = W.VBox([
             W.HTML(_CSS), self.title, grid, controls, self.caption,
             W.HTML("<b>Page tables</b>"), tree_box,
-            W.HBox([left, right], layout=W.Layout(width="100%")),
+            W.HTML("<b>SMMU TLB and what is in flight</b>"), tlb_box,
+            W.HTML("<b>The device's accesses</b>"), out_box,
             W.HTML("<b>Timeline up to this step</b>"), self.timeline,
             W.HTML(self._timeline_legend())])
         self.widget.add_class("iv-explorer")
@@ -363,6 +400,7 @@ class Explorer:
         try:
             t, o = self.toggles, self.options
             t["scenario"].value = self.scenario
+            t["fmt"].value = o.get("fmt", "lpae")
             t["kernel"].value = o["kernel"]
             t["strict"].value = bool(o["strict"])
             for label, pair in UNMAP_CHOICES.items():
@@ -457,7 +495,8 @@ class Explorer:
         from ..render.tree import tree_svg
         st = sim.states[step]
         prev = sim.states[step - 1].pgtable if step > 0 else None
-        svg = tree_svg(st.pgtable, prev=prev, tlb=st.tlb, legend=True)
+        svg = tree_svg(st.pgtable, prev=prev, tlb=st.tlb, legend=True,
+                       title=_tree_title(st.pgtable))
         svg = svg[svg.find("<svg"):]
         return {"tree": f'<div class="iv-tree-svg">{svg}</div>',
                 "tlb": tlb_html(st)}
@@ -490,7 +529,7 @@ class Explorer:
         """The timeline's legend as HTML, from the renderer's own styles
         (marker shapes approximated by characters, colours as drawn)."""
         from ..render.timeline import (CATEGORY_STYLE, OUTCOME_STYLE,
-                                       WINDOW_LABELS, WINDOW_STYLE)
+                                       WINDOW_LABELS)
         glyph = {"o": "&#9679;", "s": "&#9632;", ">": "&#9654;",
                  "|": "|", "^": "&#9650;", "v": "&#9660;", "d": "&#9670;",
                  "D": "&#9670;", "X": "&#10006;", ".": "&#183;"}
@@ -503,11 +542,16 @@ class Explorer:
                          f'{glyph.get(marker, marker)}</span>&nbsp;'
                          f"{html.escape(label)}")
         for kind, label in WINDOW_LABELS.items():
-            colour, hatch = WINDOW_STYLE[kind]
-            items.append(f'<span style="background:{colour};opacity:0.45;'
-                         'display:inline-block;width:14px;height:10px">'
-                         f'</span>&nbsp;{html.escape(label)} (shaded, '
-                         f'hatched {html.escape(hatch[:2])})')
+            colour = OUTCOME_STYLE[kind][2]
+            hatch = _WINDOW_HATCH[kind]
+            angle = "135deg" if hatch[0] == "/" else "45deg"
+            items.append(
+                f'<span style="background:repeating-linear-gradient('
+                f'{angle},{colour} 0 1px,transparent 1px 4px);'
+                f'border:1px solid {colour};display:inline-block;'
+                'width:14px;height:10px"></span>&nbsp;'
+                f"{html.escape(label)} (shaded, hatched "
+                f"{html.escape(hatch[:2])})")
         return ('<div class="iv-legend" style="font-size:11px;'
                 'line-height:1.6">' + " &nbsp; ".join(items) + "</div>")
 

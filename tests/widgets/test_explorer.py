@@ -7,7 +7,8 @@ pytest.importorskip("ipywidgets")
 
 from iommu_viz import scenarios
 from iommu_viz.scenarios import NEIGHBOUR, PAGE
-from iommu_viz.widgets import Explorer, UNMAP_CHOICES, explain_access
+from iommu_viz.widgets import (Explorer, TOGGLE_NAMES, UNMAP_CHOICES,
+                               explain_access)
 from iommu_viz.widgets.outcome import outcome_text
 
 
@@ -26,9 +27,11 @@ def test_toggles_show_the_options_given(fast_nosync):
     assert t["unmap"].value == "iommu_unmap_fast, no sync"
     assert t["split_sync"].value is False      # v5.4: the split does not sync
     assert t["strict"].value is True
-    assert set(t) == {"scenario", "kernel", "strict", "unmap", "split_sync",
-                      "deferred_gather", "bbml", "personality", "speculate",
-                      "ttl_hints"}
+    assert t["fmt"].value == "lpae"
+    assert set(t) == {"scenario", "fmt", "kernel", "strict", "unmap",
+                      "split_sync", "deferred_gather", "bbml", "personality",
+                      "speculate", "ttl_hints"}
+    assert set(t) == set(TOGGLE_NAMES)
 
 
 def test_split_sync_toggle_turns_stale_into_fault(fast_nosync):
@@ -243,3 +246,97 @@ def test_next_step_is_prefetched_in_a_running_loop(fast_nosync):
     assert 7 in ex._renders
     ex.set_option("bbml", 1)              # a new run: nothing prefetched
     assert 7 not in ex._renders
+
+
+def test_format_toggle_reruns_with_a_v7s_table(fast_nosync):
+    """Flipping LPAE -> v7s re-runs the scenario on a V7sTable: the tree
+    names the format and shows the 2 MiB as two 1M sections, the split is
+    arm_v7s_split_blk_unmap, and the step is kept or clamped."""
+    ex = fast_nosync
+    ex.last()
+    n_lpae = len(ex.sim.events)
+    assert ex.step == n_lpae - 1
+    assert "v7s" not in ex.tree_html
+    ex.toggles["fmt"].value = "v7s"                   # as a click would
+    assert ex.options["fmt"] == "v7s"
+    assert ex.sim.config["fmt"] == "v7s"
+    assert type(ex.sim.pt).__name__ == "V7sTable"
+    n_v7s = len(ex.sim.events)
+    assert n_v7s < n_lpae        # 256-entry table, fewer steps than LPAE
+    assert ex.step == n_v7s - 1 == ex.slider.max == ex.play.max
+    assert ex.caption_text == ex.sim.caption(ex.step)
+    funcs = {e.func for e in ex.sim.events}
+    assert "arm_v7s_split_blk_unmap" in funcs
+    assert "arm_lpae_split_blk_unmap" not in funcs
+    ex.step = "arm_v7s_init_pte"                       # the first section
+    assert "section" in ex.caption_text
+    ex.step = "iommu_unmap_fast"                        # both sections
+    assert "v7s" in ex.tree_html
+    assert ex.tree_html.count("1M section") == 2
+    # the kernel's bug, modelled: the new level-2 pages lose the section's
+    # output address, so the neighbour now reaches physical 0x2000
+    ex.step = "arm_v7s_install_table"
+    assert "254 x 4K page" in ex.tree_html
+    assert "0x2000..0xfffff" in ex.tree_html
+    assert "TLB still holds 1M section" in ex.tree_html
+    # a shorter run (v6.13 refuses the split) clamps, and back to LPAE
+    ex.last()
+    ex.set_option("kernel", "v6.13")
+    assert ex.step == len(ex.sim.events) - 1
+    assert "arm_v7s_split_blk_unmap" not in {e.func for e in ex.sim.events}
+    kept = ex.step
+    ex.toggles["fmt"].value = "lpae"           # a longer run: step kept
+    assert ex.toggles["kernel"].value == "v6.13"
+    assert type(ex.sim.pt).__name__ == "LpaeTable"
+    assert kept < len(ex.sim.events) - 1
+    assert ex.step == kept
+
+
+def test_format_given_at_start_and_a_bad_format_refused():
+    ex = Explorer("strict-vs-lazy", fmt="v7s")
+    assert ex.toggles["fmt"].value == "v7s"
+    ex.step = "arm_v7s_init_pte"
+    assert "arm_v7s_init_pte" in ex.caption_text
+    sim = ex.sim
+    with pytest.raises(ValueError, match="fmt 'v8' is not one of"):
+        ex.set_option("fmt", "v8")
+    assert ex.options["fmt"] == "v7s" and ex.sim is sim
+
+
+def test_show_tree_draws_a_cont_group_as_one_row():
+    """A 64 KiB large page is 16 identical level-2 entries; the notebook
+    helper draws them as one row, and a split turns it into pages."""
+    from iommu_viz import SZ_4K, SZ_64K, V7sTable
+    from iommu_viz.widgets import show_tree
+    pt = V7sTable(kernel="v5.4")
+    pt.map(0x200000, 0x90000000, SZ_64K)
+    svg = show_tree(pt).data
+    assert "16 x large, 64K CONT" in svg
+    assert "0x90000000..0x9000ffff" in svg
+    assert pt.unmap(0x201000, SZ_4K) == SZ_4K      # arm_v7s_split_cont
+    svg = show_tree(pt).data
+    assert "CONT" not in svg
+    assert "14 x 4K page" in svg
+
+
+def test_window_legend_matches_the_timeline():
+    """The Explorer's HTML legend draws the windows as the timeline does:
+    same colour and hatch (read from the figure's own patches)."""
+    from matplotlib.colors import to_hex
+    from iommu_viz.render.timeline import timeline_figure
+    from iommu_viz.widgets.explorer import _WINDOW_HATCH
+    sim = scenarios.run("seed-conflict")
+    fig = timeline_figure(sim, legend=False)
+    seen = {}
+    for ax in fig.axes:
+        for patch in ax.patches:
+            gid = patch.get_gid() or ""
+            if gid.startswith("window:"):
+                seen[gid.split(":")[1]] = (to_hex(patch.get_facecolor()),
+                                           patch.get_hatch())
+    assert set(seen) == {"stale", "conflict"}
+    legend = Explorer._timeline_legend()
+    for kind, (colour, hatch) in seen.items():
+        assert _WINDOW_HATCH[kind] == hatch
+        assert colour.lower() in legend.lower()
+        assert f"hatched {hatch[:2]}" in legend
