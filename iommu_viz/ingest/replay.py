@@ -316,7 +316,8 @@ class _Engine:
         table's pages with it: counted as unmapped)."""
         table = self.table
         tmap = table.map
-        done = []
+        prot = IOMMU_READ | IOMMU_WRITE
+        done = []          # (iova, pgsize, count) mapped so far
         lost = 0
         try:
             for a, p, pg, n in runs:
@@ -330,12 +331,18 @@ class _Engine:
                                 lost += live
                                 self.replaced += 1
                 if self.map_pages or n == 1:
-                    tmap(a, p, pg, count=n)
+                    tmap(a, p, pg, prot, n)
                     done.append((a, pg, n))
                 else:
-                    for k in range(n):
-                        tmap(a + k * pg, p + k * pg, pg)
-                        done.append((a + k * pg, pg, 1))
+                    k = 0
+                    try:
+                        for k in range(n):
+                            tmap(a + k * pg, p + k * pg, pg, prot)
+                    except PgtableError:
+                        if k:
+                            done.append((a, pg, k))
+                        raise
+                    done.append((a, pg, n))
         except PgtableError as e:
             # iommu_map's clean-up: unmap what this request mapped
             for a, pg, n in done:
@@ -372,6 +379,9 @@ class _Engine:
                          f"aligned to the {fmt_size(g)} minimum page size")
             return 0
         table = self.table
+        tunmap = table.unmap
+        ntables = table._tables.__len__
+        nwarnings = table.warnings.__len__
         self._trace_splits = self._trace_warns = 0
         done = live = 0
         try:
@@ -380,6 +390,32 @@ class _Engine:
                 # the count; the table's loop over ``count`` is the former
                 a = iova + done
                 pg, n = self._pgsize(a, a, size - done)
+                if pg == g:
+                    # granule pages: no table can be freed, so the table
+                    # count grows by one for each split
+                    # (arm_lpae_split_blk_unmap) and the warnings by one
+                    # for each refused partial unmap
+                    nt, nw = ntables(), nwarnings()
+                    try:
+                        if self.map_pages or (a + pg * n - 1) >> table.ias:
+                            got = tunmap(a, pg, None, n)
+                        else:
+                            # one page a call, as v5.4's loop made them,
+                            # until one finds nothing mapped
+                            got = 0
+                            for _ in range(n):
+                                one = tunmap(a + got, pg)
+                                if not one:
+                                    break
+                                got += one
+                    finally:
+                        self._trace_splits += ntables() - nt
+                        self._trace_warns += nwarnings() - nw
+                    if not got:
+                        break
+                    live += got
+                    done += got
+                    continue
                 slots = None
                 if pg > self.granule:
                     slots = [self._live(a + k * pg, pg) for k in range(n)]
