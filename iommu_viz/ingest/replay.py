@@ -87,7 +87,9 @@ class CountingFlushOps(FlushOps):
         self._count("tlb_flush_leaf")
 
     def tlb_add_page(self, gather, iova, granule):
-        self._count("tlb_add_page")
+        # the one called for every page unmapped: counted in place
+        counts = self.counts
+        counts["tlb_add_page"] = counts.get("tlb_add_page", 0) + 1
 
     def tlb_add_flush(self, iova, size, granule, leaf):
         self._count("tlb_add_flush")
@@ -468,18 +470,14 @@ class _Engine:
             end = min(stop, start + _TICK + 1)
             if progress is not None:
                 progress.update(start)
-            if dev is None:
-                todo = range(start, end)
-            else:
-                todo = compress(range(start, end),
-                                map(eq, devs[start:end], repeat(dev)))
-            for i in todo:
-                k = kinds[i]
+            cols = (range(start, end), kinds[start:end], iovas[start:end],
+                    paddrs[start:end], sizes[start:end])
+            if dev is not None:
+                keep = list(map(eq, devs[start:end], repeat(dev)))
+                cols = [compress(c, keep) for c in cols]
+            for i, k, iova, pa, size in zip(*cols):
                 if k == MAP:
                     map_requests += 1
-                    iova = iovas[i]
-                    pa = paddrs[i]
-                    size = sizes[i]
                     if size == g and not (iova | pa) & gmask:
                         try:
                             tmap(iova, pa, g, prot)
@@ -495,8 +493,6 @@ class _Engine:
                         peak_at = i
                 elif k == UNMAP:
                     unmap_requests += 1
-                    iova = iovas[i]
-                    size = sizes[i]
                     if size == g and not iova & gmask:
                         nt = ntables()
                         nw = nwarnings()
@@ -525,27 +521,25 @@ class _Engine:
                 elif k == DBG_MAPPING:
                     if not flags[i] & CHILD:
                         map_requests += 1
-                    mapped += self.map_piece(i, iovas[i], paddrs[i], sizes[i],
-                                             args[i])
+                    mapped += self.map_piece(i, iova, pa, size, args[i])
                     if mapped > peak:
                         peak = mapped
                         peak_at = i
                 elif k == DBG_UNMAPPED:
                     if not flags[i] & CHILD:
                         unmap_requests += 1
-                    mapped -= self.unmap_request(i, iovas[i], sizes[i])
+                    mapped -= self.unmap_request(i, iova, size)
                 elif k == DBG_MAP:
                     map_requests += 1
                     if not flags[i] & COVERED:
-                        mapped += self.map_request(i, iovas[i], paddrs[i],
-                                                   sizes[i])
+                        mapped += self.map_request(i, iova, pa, size)
                         if mapped > peak:
                             peak = mapped
                             peak_at = i
                 elif k == DBG_UNMAP:
                     unmap_requests += 1
                     if not flags[i] & COVERED:
-                        mapped -= self.unmap_request(i, iovas[i], sizes[i])
+                        mapped -= self.unmap_request(i, iova, size)
         self.pos = max(self.pos, stop)
         self.mapped, self.peak = mapped, peak
         if peak_at >= 0:
