@@ -187,10 +187,12 @@ class WalkStep:
     pte: int
     kind: str
     size: int  # bytes covered by this entry at this level
+    pte_bits: int = 64  # 64 for LPAE descriptors, 32 for v7s
 
     def __str__(self):
         return (f"L{self.level} table 0x{self.table:x}[{self.index}] = "
-                f"0x{self.pte:016x} ({self.kind}, {short_size(self.size)})")
+                f"0x{self.pte:0{self.pte_bits // 4}x} ({self.kind}, "
+                f"{short_size(self.size)})")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ Example::
     >>> hex(pt.iova_to_phys(0x101234))
     '0x80001234'
     >>> [str(s) for s in pt.walk(0x101234)]
-    ['L1 table 0x7e000000[1] = 0x0000000080031c02 (section, 1M)']
+    ['L1 table 0x7e000000[1] = 0x80031c02 (section, 1M)']
     >>> pt.map(0x200000, 0x90000000, SZ_64K)
     65536
     >>> t = pt.translate(0x20abcd)
@@ -987,7 +987,7 @@ class V7sTable:
             pte = t.ptes[idx]
             info = self.describe(lvl, pte)
             steps.append(WalkStep(lvl, t.paddr, idx, pte, info.kind,
-                                  info.size))
+                                  info.size, pte_bits=32))
             if info.kind != "table":
                 return steps
             t = self._deref(pte)

@@ -176,6 +176,11 @@ class Simulation:
     ``deferred_gather`` False: each page added to a gather is invalidated
                       and synced at once instead of deferred
     ``fq_size``, ``fq_timeout_ms`` the flush queue (256 slots, 10 ms)
+
+    Every format is driven with SMMUv3-style commands. The v7s format is
+    only used with SMMUv1/v2 (arm-smmu.c) and non-Arm IOMMUs, whose drivers
+    invalidate through registers (TLBIVA/TLBIVAL then TLBSYNC); read the
+    commands of a v7s run as those, with no range or TTL fields.
     """
 
     def __init__(self, fmt="lpae", granule=SZ_4K, ias=48, kernel="v5.4",
@@ -200,6 +205,12 @@ class Simulation:
         if fq_size < 2 or fq_timeout_ms <= 0:
             raise ValueError("the flush queue needs at least 2 slots and a "
                              "positive timeout")
+        if fmt == "v7s":
+            # the drivers that use v7s (arm-smmu.c for SMMUv1/v2, MediaTek,
+            # Renesas) have no range invalidation, hence no TTL hints; the
+            # format translates 32-bit input addresses
+            ttl_hints = False
+            ias = 32
         self.config = dict(fmt=fmt, granule=granule, ias=ias, kernel=kernel,
                            strict=strict, bbml=bbml, personality=personality,
                            tlb_entries=tlb_entries, walk_cache=walk_cache,
