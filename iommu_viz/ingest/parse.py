@@ -516,6 +516,7 @@ _BULK = re.compile(
 _BATCH = 256
 _BLOCK = 1 << 15
 _LINE_MAX = (1 << 32) - 1
+_TICK = 0x4000           # lines between progress updates
 _BIG_ENDIAN = sys.byteorder == "big"
 _ZERO16 = {"": "0" * 16}.get     # paddr of an unmap in a mixed block
 _ONE = {"": "1"}.get             # the arg of a map in a mixed block
@@ -555,7 +556,7 @@ class _Reader:
         self.req_delta = 0    # paddr - iova of a map request
         self.last_piece = -1  # index of its latest piece
 
-    # -- one line --------------------------------------------------------------
+    # -- one line ----------------------------------------------------------
     def line(self, line, n):
         """Read line number ``n`` with _scan and store what it is."""
         if line.__class__ is not str:
@@ -583,8 +584,9 @@ class _Reader:
                 self.last_piece = -1
             elif req >= 0 and (kinds[req] == kind - 1) and \
                     iovas[req] <= iova < self.req_end and \
-                    (self.last_piece < 0 or iova > iovas[self.last_piece]) and \
-                    (kind == DBG_UNMAPPED or paddr - iova == self.req_delta):
+                    (self.last_piece < 0 or iova > iovas[self.last_piece]) \
+                    and (kind == DBG_UNMAPPED or
+                         paddr - iova == self.req_delta):
                 flag = CHILD
                 ev.flags[req] |= COVERED
                 last = self.last_piece
@@ -749,6 +751,7 @@ def parse_log(source, progress=None) -> ParsedLog:
     events."""
     reader, tell, total, closer, whole = _open_source(source)
     r = _Reader()
+    tick = _TICK          # lines read when progress is next updated
     if progress is not None:
         progress.start("parse", total if tell else None)
     try:
@@ -765,8 +768,9 @@ def parse_log(source, progress=None) -> ParsedLog:
                     continue
                 r.block("\n" + carry + chunk[:cut])
                 carry = chunk[cut:]
-                if progress is not None:
+                if progress is not None and r.n >= tick:
                     progress.update(tell())
+                    tick = r.n + _TICK
             if carry:
                 r.lines([carry])     # a last line with no newline
         else:
@@ -776,8 +780,9 @@ def parse_log(source, progress=None) -> ParsedLog:
                 if not batch:
                     break
                 r.batch(batch)
-                if progress is not None:
+                if progress is not None and r.n >= tick:
                     progress.update(tell() if tell else r.n)
+                    tick = r.n + _TICK
     finally:
         if closer is not None:
             closer()

@@ -83,8 +83,9 @@ def _reference(lines):
 
 def _shape(log):
     ev = log.events
+    problems = [(p.lineno, p.text, p.reason) for p in log.problems]
     return ([tuple(e) for e in ev], list(ev.lines), log.lines, log.skipped,
-            log.malformed, [(p.lineno, p.text, p.reason) for p in log.problems])
+            log.malformed, problems)
 
 
 @pytest.fixture
