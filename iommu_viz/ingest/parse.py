@@ -757,20 +757,22 @@ def parse_log(source, progress=None) -> ParsedLog:
     try:
         if whole:
             read = reader.read
-            carry = ""
+            parts = ["\n"]      # the block so far: "\n", then its text
             while True:
                 chunk = read(_BLOCK)
                 if not chunk:
                     break
                 cut = chunk.rfind("\n") + 1
                 if not cut:
-                    carry += chunk
+                    parts.append(chunk)       # inside a long line
                     continue
-                r.block("\n" + carry + chunk[:cut])
-                carry = chunk[cut:]
+                parts.append(chunk[:cut])
+                r.block("".join(parts))
+                parts = ["\n", chunk[cut:]]
                 if progress is not None and r.n >= tick:
                     progress.update(tell())
                     tick = r.n + _TICK
+            carry = "".join(parts[1:])
             if carry:
                 r.lines([carry])     # a last line with no newline
         else:
