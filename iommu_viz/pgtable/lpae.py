@@ -25,10 +25,11 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
+from .base import PgtableBase, Table
 from .common import (
     IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE,
     SZ_4K, SZ_16K, SZ_64K, SZ_1G, SZ_2M, SZ_32M, SZ_512M,
-    PgtableError, PgtableSnapshot, RecordingFlushOps, TableSnapshot,
+    PgtableError, RecordingFlushOps, TableSnapshot,
     Translation, WalkStep, check_kernel, era_at_least, fmt_size,
 )
 
@@ -89,19 +90,7 @@ class PteInfo:
     attrs: str           # short attribute summary, e.g. 'AF SH=IS nG RW idx1'
 
 
-class _Table:
-    """One table: its level, the iova it translates from, its descriptors."""
-
-    __slots__ = ("paddr", "level", "iova", "ptes")
-
-    def __init__(self, paddr, level, iova, n):
-        self.paddr = paddr
-        self.level = level
-        self.iova = iova
-        self.ptes = array("Q", bytes(8 * n))
-
-
-class LpaeTable:
+class LpaeTable(PgtableBase):
     """An io-pgtable-arm LPAE page table (``ARM_64_LPAE_S1``/``_S2``).
 
     ``granule`` selects the translation granule (4K, 16K or 64K) and with it
@@ -190,7 +179,7 @@ class LpaeTable:
                           for lvl in range(MAX_LEVELS)]
 
         self._next_table_pa = TABLE_MEM_BASE
-        self._tables: dict[int, _Table] = {}
+        self._tables: dict[int, Table] = {}
         self._dirty: set[int] = set()
         self._snap_cache: dict[int, TableSnapshot] = {}
         self.pgd = self._alloc_table(self.start_level, 0, "arm_lpae_alloc_pgtable",
@@ -224,47 +213,9 @@ class LpaeTable:
         align = 1 << (nbytes - 1).bit_length()
         pa = (self._next_table_pa + align - 1) & ~(align - 1)
         self._next_table_pa = pa + align
-        t = _Table(pa, level, iova, n)
-        self._tables[pa] = t
-        self._dirty.add(pa)
-        if self.trace:
-            self.trace(func, "table_alloc", table=pa, level=level, iova=iova,
-                       entries=n)
-        return t
+        return self._new_table(pa, level, iova, n, func)
 
-    def _free_table(self, t, func):
-        del self._tables[t.paddr]
-        self._dirty.add(t.paddr)
-        if self.trace:
-            self.trace(func, "table_free", table=t.paddr, level=t.level,
-                       iova=t.iova)
-
-    def _write(self, t, idx, new, func, count=1, step=0):
-        """Store ``count`` descriptors starting at ``idx`` (the k-th being
-        ``new + k*step``), as __arm_lpae_set_pte / init_pte do."""
-        if self.trace is None and count == 1:
-            t.ptes[idx] = new
-            self._dirty.add(t.paddr)
-            return
-        old = t.ptes[idx]
-        if count == 1:
-            t.ptes[idx] = new
-        else:
-            t.ptes[idx:idx + count] = array(
-                "Q", range(new, new + count * step, step) if step
-                else [new] * count)
-        self._dirty.add(t.paddr)
-        if self.trace:
-            self.trace(func, "pte_write", table=t.paddr, level=t.level,
-                       index=idx, count=count, old=old, new=new, step=step,
-                       iova=t.iova + idx * self.block_size(t.level))
-
-    def _warn(self, func, message):
-        self.warnings.append(message)
-        if self.trace:
-            self.trace(func, "warn", message=message)
-
-    def _deref(self, pte) -> _Table:
+    def _deref(self, pte) -> Table:
         return self._tables[pte & PTE_ADDR_MASK]
 
     def _is_leaf(self, pte, level):
@@ -386,32 +337,6 @@ class LpaeTable:
         return PteInfo(kind, pte & PTE_ADDR_MASK, size, prot, " ".join(bits))
 
     # ------------------------------------------------------------------ checks
-    def _check_pgsize(self, size, what):
-        if not isinstance(size, int) or size <= 0 or size & (size - 1) \
-                or not size & self.pgsize_bitmap:
-            sizes = ", ".join(fmt_size(1 << b) for b in range(64)
-                              if self.pgsize_bitmap >> b & 1)
-            shown = f"{size:#x}" if isinstance(size, int) else repr(size)
-            raise PgtableError(
-                "EINVAL", f"{what} size {shown} is not a page size of this "
-                f"table (pgsize_bitmap {self.pgsize_bitmap:#x}: {sizes})")
-
-    def _check_iova(self, iova, size, count):
-        if not isinstance(iova, int) or iova < 0:
-            raise PgtableError("EINVAL", f"iova {iova!r} must be a "
-                               "non-negative integer")
-        if iova % size:
-            raise PgtableError("EINVAL", f"iova {iova:#x} is not aligned to "
-                               f"the {fmt_size(size)} page size")
-        if iova >> self.ias or (iova + size * count - 1) >> self.ias:
-            raise PgtableError(
-                "ERANGE", f"iova range {iova:#x}..{iova + size * count - 1:#x}"
-                f" is beyond the {self.ias}-bit input address size")
-
-    def _check_count(self, count):
-        if not isinstance(count, int) or count < 1:
-            raise PgtableError("EINVAL", f"count {count!r} must be at least 1")
-
     # ------------------------------------------------------------------ map
     def map(self, iova: int, paddr: int, size: int, prot: int = IOMMU_READ | IOMMU_WRITE,
             count: int = 1) -> int:
@@ -433,27 +358,7 @@ class LpaeTable:
                 and prot & (IOMMU_READ | IOMMU_WRITE):
             attrs = self._prot_cache.get(prot) or self.prot_to_pte(prot)
             return self._map_one(iova, paddr, size, attrs, self._size_level[size])
-        self._check_count(count)
-        self._check_pgsize(size, "map")
-        self._check_iova(iova, size, count)
-        if not isinstance(paddr, int) or paddr < 0:
-            raise PgtableError("EINVAL", f"paddr {paddr!r} must be a "
-                               "non-negative integer")
-        if paddr % size:
-            raise PgtableError("EINVAL", f"paddr {paddr:#x} is not aligned to "
-                               f"the {fmt_size(size)} page size")
-        end_pa = paddr + size * count - 1
-        if paddr >> self.oas or end_pa >> self.oas:
-            raise PgtableError(
-                "ERANGE", f"paddr range {paddr:#x}..{end_pa:#x} is beyond the "
-                f"{self.oas}-bit output address size")
-        if not (prot & (IOMMU_READ | IOMMU_WRITE)):
-            # "no access, nothing to do" until v6.11 (6093cd582f8e) made
-            # it an error
-            if era_at_least(self.kernel, (6, 11)):
-                raise PgtableError(
-                    "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
-                    "IOMMU_WRITE; since v6.11 that is refused")
+        if not self._check_map_args(iova, paddr, size, prot, count):
             return 0
         attrs = self.prot_to_pte(prot)
         level = self.level_of_size(size)
@@ -779,24 +684,8 @@ class LpaeTable:
             lvl += 1
 
     # ------------------------------------------------------------------ views
-    def snapshot(self) -> PgtableSnapshot:
-        """An immutable copy of every table; unchanged tables are shared
-        with the previous snapshot, so taking one per step is cheap."""
-        cache = self._snap_cache
-        for pa in self._dirty:
-            t = self._tables.get(pa)
-            if t is None:
-                cache.pop(pa, None)
-            else:
-                cache[pa] = TableSnapshot(pa, t.level, t.iova, tuple(t.ptes))
-        self._dirty.clear()
-        return PgtableSnapshot("lpae", self.stage, self.granule,
-                               tuple(range(self.start_level, MAX_LEVELS)),
-                               self.pgd.paddr, dict(cache), decode=self.describe)
-
-    @property
-    def table_count(self) -> int:
-        return len(self._tables)
+    def _snapshot_geometry(self):
+        return self.stage, self.granule, tuple(range(self.start_level, MAX_LEVELS))
 
     def mappings(self):
         """Yield ``(iova, paddr, size, level, pte)`` for every leaf, in iova

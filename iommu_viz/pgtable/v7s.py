@@ -73,10 +73,11 @@ from __future__ import annotations
 
 from array import array
 
+from .base import PgtableBase, Table
 from .common import (
     IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE,
     SZ_1M, SZ_4K, SZ_16M, SZ_64K,
-    PgtableError, PgtableSnapshot, RecordingFlushOps, TableSnapshot,
+    PgtableError, RecordingFlushOps, TableSnapshot,
     Translation, WalkStep, check_kernel, era_at_least, fmt_size,
 )
 from .lpae import PteInfo
@@ -195,19 +196,7 @@ def pte_is_cont(pte: int, lvl: int) -> bool:
     return False
 
 
-class _Table:
-    """One table: its level, the iova it translates from, its entries."""
-
-    __slots__ = ("paddr", "level", "iova", "ptes")
-
-    def __init__(self, paddr, level, iova, n):
-        self.paddr = paddr
-        self.level = level
-        self.iova = iova
-        self.ptes = array("I", bytes(4 * n))
-
-
-class V7sTable:
+class V7sTable(PgtableBase):
     """An io-pgtable-arm-v7s page table (``ARM_V7S``), stage 1 only.
 
     Same interface as :class:`~iommu_viz.pgtable.lpae.LpaeTable`.
@@ -242,6 +231,7 @@ class V7sTable:
     """
 
     fmt = "v7s"
+    PTE_TYPECODE = "I"
 
     def __init__(self, granule=SZ_4K, ias=32, oas=32, stage=1, kernel="v5.4",
                  tlb=None, non_strict=False, ns=False, no_perms=False,
@@ -335,7 +325,7 @@ class V7sTable:
 
         self._next_table_pa = TABLE_MEM_BASE
         self._free_l2: list[int] = []
-        self._tables: dict[int, _Table] = {}
+        self._tables: dict[int, Table] = {}
         self._dirty: set[int] = set()
         self._snap_cache: dict[int, TableSnapshot] = {}
         self.pgd = self._alloc_table(1, 0, "arm_v7s_alloc_pgtable")
@@ -381,47 +371,9 @@ class V7sTable:
             else:
                 pa = self._next_table_pa
                 self._next_table_pa += n * 4
-        t = _Table(pa, level, iova, n)
-        self._tables[pa] = t
-        self._dirty.add(pa)
-        if self.trace:
-            self.trace(func, "table_alloc", table=pa, level=level, iova=iova,
-                       entries=n)
-        return t
+        return self._new_table(pa, level, iova, n, func)
 
-    def _free_table(self, t, func):
-        """__arm_v7s_free_table."""
-        del self._tables[t.paddr]
-        self._dirty.add(t.paddr)
-        if t.level == 2:
-            self._free_l2.append(t.paddr)
-        if self.trace:
-            self.trace(func, "table_free", table=t.paddr, level=t.level,
-                       iova=t.iova)
-
-    def _write(self, t, idx, new, func, count=1, step=0):
-        """Store ``count`` entries from ``idx`` (the k-th being
-        ``new + k*step``), as __arm_v7s_set_pte (16 identical entries for
-        a CONT group) and arm_v7s_split_cont (``step`` = entry size) do."""
-        old = t.ptes[idx]
-        if count == 1:
-            t.ptes[idx] = new
-        else:
-            t.ptes[idx:idx + count] = array(
-                "I", range(new, new + count * step, step) if step
-                else [new] * count)
-        self._dirty.add(t.paddr)
-        if self.trace:
-            self.trace(func, "pte_write", table=t.paddr, level=t.level,
-                       index=idx, count=count, old=old, new=new, step=step,
-                       iova=t.iova + idx * self.block_size(t.level))
-
-    def _warn(self, func, message):
-        self.warnings.append(message)
-        if self.trace:
-            self.trace(func, "warn", message=message)
-
-    def _deref(self, pte) -> _Table:
+    def _deref(self, pte) -> Table:
         """iopte_deref of a level-1 table descriptor."""
         return self._tables[pte & TABLE_MASK]
 
@@ -610,32 +562,6 @@ class V7sTable:
                        prot, " ".join(bits))
 
     # ------------------------------------------------------------ checks
-    def _check_pgsize(self, size, what):
-        if not isinstance(size, int) or size <= 0 or size & (size - 1) \
-                or not size & self.pgsize_bitmap:
-            sizes = ", ".join(fmt_size(1 << b) for b in range(64)
-                              if self.pgsize_bitmap >> b & 1)
-            shown = f"{size:#x}" if isinstance(size, int) else repr(size)
-            raise PgtableError(
-                "EINVAL", f"{what} size {shown} is not a page size of this "
-                f"table (pgsize_bitmap {self.pgsize_bitmap:#x}: {sizes})")
-
-    def _check_iova(self, iova, size, count):
-        if not isinstance(iova, int) or iova < 0:
-            raise PgtableError("EINVAL", f"iova {iova!r} must be a "
-                               "non-negative integer")
-        if iova % size:
-            raise PgtableError("EINVAL", f"iova {iova:#x} is not aligned to "
-                               f"the {fmt_size(size)} page size")
-        if iova >> self.ias or (iova + size * count - 1) >> self.ias:
-            raise PgtableError(
-                "ERANGE", f"iova range {iova:#x}..{iova + size * count - 1:#x}"
-                f" is beyond the {self.ias}-bit input address size")
-
-    def _check_count(self, count):
-        if not isinstance(count, int) or count < 1:
-            raise PgtableError("EINVAL", f"count {count!r} must be at least 1")
-
     # ------------------------------------------------------------ map
     def map(self, iova: int, paddr: int, size: int,
             prot: int = IOMMU_READ | IOMMU_WRITE, count: int = 1) -> int:
@@ -653,30 +579,7 @@ class V7sTable:
         part of the range, ``EINVAL``/``ERANGE`` for bad input; the table
         is then unchanged.
         """
-        self._check_count(count)
-        self._check_pgsize(size, "map")
-        self._check_iova(iova, size, count)
-        if not isinstance(paddr, int) or paddr < 0:
-            raise PgtableError("EINVAL", f"paddr {paddr!r} must be a "
-                               "non-negative integer")
-        if paddr % size:
-            raise PgtableError("EINVAL", f"paddr {paddr:#x} is not aligned to "
-                               f"the {fmt_size(size)} page size")
-        end_pa = paddr + size * count - 1
-        if paddr >> self.oas or end_pa >> self.oas:
-            raise PgtableError(
-                "ERANGE", f"paddr range {paddr:#x}..{end_pa:#x} is beyond the "
-                f"{self.oas}-bit output address size")
-        if not isinstance(prot, int):
-            raise PgtableError("EINVAL", f"prot {prot!r} must be an integer "
-                               "of IOMMU_* flags")
-        if not prot & (IOMMU_READ | IOMMU_WRITE):
-            # "no access, nothing to do" until v6.11 (6093cd582f8e) made
-            # it an error
-            if era_at_least(self.kernel, (6, 11)):
-                raise PgtableError(
-                    "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
-                    "IOMMU_WRITE; since v6.11 that is refused")
+        if not self._check_map_args(iova, paddr, size, prot, count):
             return 0
         self._check_free(iova, size, count)
         for k in range(count):
@@ -994,23 +897,14 @@ class V7sTable:
             lvl = 2
 
     # ------------------------------------------------------------ views
-    def snapshot(self) -> PgtableSnapshot:
-        """An immutable copy of every table; unchanged tables are shared
-        with the previous snapshot, so taking one per step is cheap."""
-        cache = self._snap_cache
-        for pa in self._dirty:
-            t = self._tables.get(pa)
-            if t is None:
-                cache.pop(pa, None)
-            else:
-                cache[pa] = TableSnapshot(pa, t.level, t.iova, tuple(t.ptes))
-        self._dirty.clear()
-        return PgtableSnapshot("v7s", 1, SZ_4K, (1, 2), self.pgd.paddr,
-                               dict(cache), decode=self.describe)
+    def _snapshot_geometry(self):
+        return 1, SZ_4K, (1, 2)
 
-    @property
-    def table_count(self) -> int:
-        return len(self._tables)
+    def _table_freed(self, t):
+        # __arm_v7s_free_table: level-2 tables come from a kmem_cache,
+        # whose most recently freed object is handed out next
+        if t.level == 2:
+            self._free_l2.append(t.paddr)
 
     def mappings(self):
         """Yield ``(iova, paddr, size, level, pte)`` for every leaf, in

@@ -479,7 +479,6 @@ class Simulation:
         """Issue CMD_SYNC and wait for it: every earlier command is then
         complete (SMMUv3 4.7.3). Models arm_smmu_cmdq_issue_sync."""
         self._cmd_seq += 1
-        cmd = Command(self._cmd_seq, "CMD_SYNC", (), len(self.events))
         self._emit("cmdq", "cmd_issue", func, "queue CMD_SYNC", cmd="CMD_SYNC",
                    op="CMD_SYNC", fields={})
         done = list(self._pending)
