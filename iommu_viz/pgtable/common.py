@@ -54,7 +54,7 @@ KERNELS = {
             "iommu_iotlb_gather; the caller's iotlb_sync covers it",
     "v6.12": "the last release that splits: as v5.4, plus map_pages/"
              "unmap_pages (v5.14), the queued gather (v5.15) and "
-             "arm-smmu-v3 range invalidation with TTL hints (v5.8+)",
+             "arm-smmu-v3 range invalidation with TTL hints (v5.7+, 6a481a95d4c1)",
     "v6.13": "no split: unmapping part of a block is refused with a warning "
              "and 0 bytes unmapped (33729a5fc0ca)",
 }

@@ -168,7 +168,7 @@ class Simulation:
     ``walk_cache``    whether table descriptors are cached
     ``ttl_hints``     the SMMU has range invalidation (RIL) and honours
                       strictly the TTL hint the driver derives from the
-                      granule (driver code of v5.8+, so the v6.12 and
+                      granule (driver code of v5.7+, so the v6.12 and
                       v6.13 eras; v4.20 and v5.4 drivers set no TTL)
     ``caller``        ``"raw"``, ``"dma"`` or ``"vfio"`` (see CALLERS)
     ``split_sync``    override the era: the split invalidates and syncs on
@@ -229,8 +229,8 @@ class Simulation:
         self.coherent = personality == "coherent"
         self.tlb_entries = tlb_entries
         self.walk_cache_on = walk_cache and not self.coherent
-        # the driver sets TTL only with range invalidation (v5.8+)
-        self.ttl_hints = ttl_hints and era_at_least(kernel, (5, 8))
+        # the driver sets TTL only with range invalidation (v5.7, 6a481a95d4c1)
+        self.ttl_hints = ttl_hints and era_at_least(kernel, (5, 7))
         self.fq_size = fq_size
         self.fq_timeout_us = int(fq_timeout_ms * 1000)
 
@@ -491,7 +491,7 @@ class Simulation:
 
     def _tlbi_va_fields(self, iova, size, granule, leaf):
         """The CMD_TLBI_NH_VA operands for a range, as
-        arm_smmu_tlb_inv_range (v5.4) / __arm_smmu_tlb_inv_range (v5.8+)
+        arm_smmu_tlb_inv_range (v5.4) / __arm_smmu_tlb_inv_range (v5.7+)
         builds them; with range invalidation TG, TTL, NUM and SCALE."""
         cmds = []
         end = iova + size

@@ -32,7 +32,7 @@ The toggles and the option they set (the model's meaning is in
 ``bbml``             SMMU_IDR3.BBML level 0, 1, 2
 ``personality``      typical, adversarial, coherent (QEMU-like)
 ``speculate``        the SMMU speculatively caches the neighbouring page
-``ttl_hints``        the SMMU honours the driver's TTL hint (v5.8+ drivers)
+``ttl_hints``        the SMMU honours the driver's TTL hint (v5.7+ drivers)
 
 Headless use (tests, scripts)::
 

@@ -20,7 +20,7 @@ not from the model:
   iommu_tlb_sync when cookie->fq_domain; v6.12: gather->queued) and the
   IOVA waits in the flush queue, whose timer flushes the whole ASID 10 ms
   after the entry was queued. unmap_fast does not queue anything.
-* v6.12 with TTL hints (range invalidation, v5.8+ driver): the sync
+* v6.12 with TTL hints (range invalidation, v5.7+ driver): the sync
   covers the page with TTL=3 (the 4K granule's level) but the cached
   entry is the level-2 block, so the SMMU need not remove it: the sync
   does not end the stale window; only the lazy ASID flush does.
@@ -131,7 +131,7 @@ def test_seed_outcome_sets(kernel, strict, mode, ttl):
 
 
 def test_ttl_changes_only_v612():
-    """ttl_hints only matters where the driver sets TTL (v5.8+) and a leaf
+    """ttl_hints only matters where the driver sets TTL (v5.7+) and a leaf
     TLBI is issued for the split page (not v6.13)."""
     for kernel in ERAS:
         for strict in (True, False):
