@@ -15,6 +15,10 @@ Rules modelled (Arm SMMUv3 architecture, IHI0070, sections 3.20-3.21, 4.4,
   completes; until then an access may use the old or the new state.
 * Two entries translating one address are a TLB conflict unless the SMMU
   implements BBML level 2 (then old or new translation, never a conflict).
+
+Not modelled: the nT bit of BBML level 1 (Linux never sets it, so level 1
+behaves as level 0 here), and walks through stale walk-cache entries (see
+``Simulation``'s ``walk_cache``).
 """
 
 from __future__ import annotations

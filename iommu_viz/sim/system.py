@@ -165,7 +165,15 @@ class Simulation:
     ``personality``   ``"typical"``, ``"adversarial"`` or ``"coherent"``
     ``tlb_entries``   TLB capacity (least recently used entry evicted);
                       default 64, or 256 for the coherent personality
-    ``walk_cache``    whether table descriptors are cached
+    ``tlb_replacement`` ``"lru"`` (least recently used) or ``"fifo"``
+                      (oldest fill) picks the entry a full TLB evicts
+    ``walk_cache``    whether table descriptors are cached. Walk-cache
+                      entries are filled by walks, removed by Leaf=0 and
+                      ASID invalidations, kept by Leaf=1 ones, and shown;
+                      walks themselves always read the tables in memory,
+                      so a walk never follows a cached pointer into a
+                      freed table (Linux frees tables only after a
+                      synchronous walk flush, so it cannot arise here)
     ``ttl_hints``     the SMMU has range invalidation (RIL) and honours
                       strictly the TTL hint the driver derives from the
                       granule (driver code of v5.7+, so the v6.12 and
@@ -186,6 +194,7 @@ class Simulation:
     def __init__(self, fmt="lpae", granule=SZ_4K, ias=48, kernel="v5.4",
                  strict=True, bbml=0, personality="typical", tlb_entries=None,
                  walk_cache=True, ttl_hints=True, caller="raw",
+                 tlb_replacement="lru",
                  split_sync=None, deferred_gather=True, asid=1,
                  fq_size=256, fq_timeout_ms=10, oas=48):
         check_kernel(kernel)
@@ -202,6 +211,9 @@ class Simulation:
             tlb_entries = 256 if personality == "coherent" else 64
         if not isinstance(tlb_entries, int) or tlb_entries < 1:
             raise ValueError(f"tlb_entries {tlb_entries!r} must be at least 1")
+        if tlb_replacement not in ("lru", "fifo"):
+            raise ValueError(f"tlb_replacement {tlb_replacement!r} must be "
+                             "'lru' or 'fifo'")
         if fq_size < 2 or fq_timeout_ms <= 0:
             raise ValueError("the flush queue needs at least 2 slots and a "
                              "positive timeout")
@@ -214,6 +226,7 @@ class Simulation:
         self.config = dict(fmt=fmt, granule=granule, ias=ias, kernel=kernel,
                            strict=strict, bbml=bbml, personality=personality,
                            tlb_entries=tlb_entries, walk_cache=walk_cache,
+                           tlb_replacement=tlb_replacement,
                            ttl_hints=ttl_hints, caller=caller,
                            split_sync=split_sync,
                            deferred_gather=deferred_gather, asid=asid,
@@ -229,6 +242,7 @@ class Simulation:
         self.coherent = personality == "coherent"
         self.tlb_entries = tlb_entries
         self.walk_cache_on = walk_cache and not self.coherent
+        self.tlb_replacement = tlb_replacement
         # the driver sets TTL only with range invalidation (v5.7, 6a481a95d4c1)
         self.ttl_hints = ttl_hints and era_at_least(kernel, (5, 7))
         self.fq_size = fq_size
@@ -918,9 +932,12 @@ class Simulation:
                 self._emit("tlb", "evict", "smmu_iotlb_insert",
                            "IOTLB full: QEMU empties it before inserting")
             else:
-                victim = min(self._tlb, key=lambda e: e.last_used)
+                key = (lambda e: e.last_used) if self.tlb_replacement == "lru" \
+                    else (lambda e: e.inserted)
+                victim = min(self._tlb, key=key)
                 self._tlb.remove(victim)
-                self._emit("tlb", "evict", "TLB replacement (LRU)",
+                self._emit("tlb", "evict",
+                           f"TLB replacement ({self.tlb_replacement.upper()})",
                            f"evict {short_size(victim.size)} 0x{victim.iova:x}")
         step = len(self.events)
         self._tlb.append(LiveEntry(self.asid, tr.iova, tr.size, tr.level,
