@@ -336,7 +336,6 @@ class LpaeTable(PgtableBase):
             bits.append("NS")
         return PteInfo(kind, pte & PTE_ADDR_MASK, size, prot, " ".join(bits))
 
-    # ------------------------------------------------------------------ checks
     # ------------------------------------------------------------------ map
     def map(self, iova: int, paddr: int, size: int, prot: int = IOMMU_READ | IOMMU_WRITE,
             count: int = 1) -> int:

@@ -18,6 +18,16 @@ from .common import MARKS, OKABE_ITO, fit_lines, hexaddr, perm_str, size_str
 __all__ = ["tlb_html", "tlb_text", "tlb_rows"]
 
 
+
+def _walk_flags(w):
+    """The words a walk-cache entry's state is shown with."""
+    fl = []
+    if w.stale:
+        fl.append("STALE: table no longer linked")
+    if w.pending:
+        fl.append("inval pending")
+    return fl
+
 def _range(start: int, size: int) -> str:
     return f"{hexaddr(start)}..{hexaddr(start + size - 1)}"
 
@@ -82,11 +92,7 @@ def tlb_text(state, width=72) -> str:
     out.append(f"Walk cache: {len(state.walk_cache)} entr"
                f"{'y' if len(state.walk_cache) == 1 else 'ies'}")
     for i, w in enumerate(state.walk_cache):
-        fl = []
-        if w.stale:
-            fl.append("STALE: table no longer linked")
-        if w.pending:
-            fl.append("inval pending")
+        fl = _walk_flags(w)
         out.append(f"{'!' if w.stale else ' '}{i:>3} asid {w.asid} "
                    f"{_range(w.iova, w.size)} L{w.level} -> table "
                    f"{hexaddr(w.table)}")
@@ -173,11 +179,7 @@ def tlb_html(state) -> str:
                         rows, "TLB entries (oldest first)"))
     rows = []
     for i, w in enumerate(state.walk_cache):
-        fl = []
-        if w.stale:
-            fl.append("STALE: table no longer linked")
-        if w.pending:
-            fl.append("inval pending")
+        fl = _walk_flags(w)
         mark = "stale" if w.stale else ("pending" if w.pending else None)
         rows.append(_row([
             _cell(("!" if w.stale else "") + str(i)), _cell(w.asid),
