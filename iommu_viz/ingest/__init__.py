@@ -1,6 +1,6 @@
 """Readers for real logs: ftrace ``iommu:map``/``iommu:unmap`` events and the
 ``pr_debug`` lines of drivers/iommu/iommu.c, and their replay into the
-page-table model.
+page-table model (LPAE, or v7s with ``fmt="v7s"``).
 
     >>> from iommu_viz.ingest import replay
     >>> r = replay("examples/vm-start.log")          # doctest: +SKIP

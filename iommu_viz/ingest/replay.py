@@ -1,7 +1,11 @@
 """Replay a real log of IOMMU map/unmap activity into a page-table model.
 
-Each event is applied to an :class:`~iommu_viz.pgtable.lpae.LpaeTable` the
-way drivers/iommu/iommu.c applies a request to io-pgtable-arm:
+Each event is applied to an :class:`~iommu_viz.pgtable.lpae.LpaeTable`
+(``fmt="lpae"``, io-pgtable-arm) or a
+:class:`~iommu_viz.pgtable.v7s.V7sTable` (``fmt="v7s"``, the Armv7
+short-descriptor format of io-pgtable-arm-v7s, as 32-bit IOMMUs such as
+MediaTek's M4U use it) the way drivers/iommu/iommu.c applies a request to
+the page-table code:
 
 * an ftrace ``iommu:map`` (a whole iommu_map() request) or an unlinked
   ``pr_debug`` ``map:`` request is cut into page sizes by iommu_pgsize()
@@ -20,9 +24,21 @@ refuse them (-EINVAL); the model's own :class:`PgtableError` refusals
 are counted too, with their line number, and never stop the replay. Logs do
 not record permissions, so every mapping is ``IOMMU_READ | IOMMU_WRITE``.
 
-The kernel era decides what a partial unmap of a block does: v4.20 and v5.4
-split it (arm_lpae_split_blk_unmap), v6.13 refuses it and unmaps nothing;
-the summary counts both (*blocks split*, *refused partial unmaps*).
+The kernel era decides what a partial unmap of a block does: v4.20 to
+v6.12 split it (arm_lpae_split_blk_unmap; for v7s arm_v7s_split_cont for a
+64K large page or 16M supersection and arm_v7s_split_blk_unmap for a 1M
+section), v6.13 refuses it and unmaps nothing (33729a5fc0ca for LPAE,
+fd50651636fb for v7s); the summary counts both (*blocks split*, *refused
+partial unmaps*). A v7s section split keeps the kernel's bug: the
+remaining pages lose the section's output address (see
+:mod:`iommu_viz.pgtable.v7s`), so the replayed mappings show them at
+physical 0x0 onwards, as the kernel's table would.
+
+The v7s input address is 32 bits (``ARM_V7S_ADDR_BITS``); ``mtk=True``
+models mtk_iommu's quirks (``ARM_NS | NO_PERMS | ARM_MTK_EXT``): physical
+addresses up to 34 bits (v5.4) or 35 (v5.12+), and from v5.12 an iova of
+up to 34 bits with ``ias=34``. An event that does not fit is refused with
+its line number (ERANGE), like any other refusal.
 
 Example::
 
@@ -42,10 +58,15 @@ from itertools import compress, repeat
 from operator import eq
 
 from ..pgtable.common import (
-    IOMMU_READ, IOMMU_WRITE, FlushOps, PgtableError, SZ_4K, check_kernel,
+    IOMMU_READ, IOMMU_WRITE, FlushOps, PgtableError, SZ_1M, SZ_4K,
+    check_kernel,
     era_at_least, fmt_size, short_size,
 )
 from ..pgtable.lpae import LpaeTable, MAX_LEVELS, PTE_ADDR_MASK
+from ..pgtable.v7s import (
+    ADDR_BITS as V7S_ADDR_BITS, CONT_PAGES as V7S_CONT_PAGES, V7sTable,
+    lvl_mask as v7s_lvl_mask, pte_is_cont as v7s_pte_is_cont,
+)
 from ..sim.pgsize import iommu_pgsize
 from .parse import (
     CHILD, COVERED, DBG_MAP, DBG_MAPPING, DBG_UNMAP, DBG_UNMAPPED, MAP,
@@ -57,7 +78,9 @@ __all__ = ["replay", "Replay", "Summary", "CountingFlushOps",
            "format_mappings", "mapping_runs", "FORMATS", "MAX_REJECTED"]
 
 #: Page-table formats replay can drive.
-FORMATS = ("lpae",)
+FORMATS = ("lpae", "v7s")
+#: The granules each format has.
+_GRANULES = {"lpae": (SZ_4K, 1 << 14, 1 << 16), "v7s": (SZ_4K,)}
 #: How many refused requests are kept with their message (all are counted).
 MAX_REJECTED = 1000
 #: Inputs at least this big get an automatic progress bar.
@@ -107,7 +130,9 @@ class Summary:
       (a ``pr_debug`` request and its pieces count once);
     * ``pages_mapped``: pages installed by maps, by page size;
     * ``leaves``: leaf entries in the final table, by size;
-    * ``blocks_split``: blocks replaced by a table on a partial unmap;
+    * ``blocks_split``: blocks replaced by a table on a partial unmap
+      (v7s: sections replaced by a level-2 table, and 64K large pages or
+      16M supersections rewritten as 16 entries by arm_v7s_split_cont);
     * ``unmatched_unmaps``: unmaps that found less mapped than they asked
       for (``unmatched_bytes`` in all);
     * ``refused_partial_unmaps``: partial unmaps of a block refused (v6.13);
@@ -118,7 +143,8 @@ class Summary:
     * ``log_disagreements``: ftrace unmaps whose ``unmapped_size`` differs
       from what the model unmapped (a hint that the era, the granule or the
       start of the log is off);
-    * ``peak_mapped`` and the log line where it was first reached.
+    * ``peak_mapped`` and the log line where it was first reached;
+    * ``mtk``: a v7s table with mtk_iommu's quirks.
     """
 
     fmt: str
@@ -148,6 +174,7 @@ class Summary:
     mapped: int = 0
     tables: int = 0
     tlb_calls: dict = field(default_factory=dict)
+    mtk: bool = False
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (page sizes as ``'4K'``-style keys)."""
@@ -177,8 +204,9 @@ class Summary:
             return out
 
         dev = f", device {self.device}" if self.device else ""
+        name = self.fmt.upper() + ("+MTK" if self.mtk else "")
         lines = [
-            f"replay: {self.fmt.upper()} {short_size(self.granule)} granule, "
+            f"replay: {name} {short_size(self.granule)} granule, "
             f"{self.ias}-bit iova, kernel {self.kernel} era{dev}",
             f"log: {self.lines} lines, {self.events} iommu events, "
             f"{self.skipped} other lines, {self.malformed} malformed",
@@ -215,14 +243,45 @@ class Summary:
         return "\n".join(lines)
 
 
+def _v7s_max_oas(kernel, mtk) -> int:
+    """The output address size mtk_iommu gives a v7s table with
+    ARM_MTK_EXT: 32 bits with ARM_MTK_4GB (v4.20), 34 (v5.4), 35 from the
+    MT8192 series (v5.12); 32 without the quirk (ARM_V7S_ADDR_BITS)."""
+    if not mtk:
+        return V7S_ADDR_BITS
+    if era_at_least(kernel, (5, 12)):
+        return 35
+    return 34 if era_at_least(kernel, (5, 4)) else 32
+
+
+def _make_table(fmt, granule, kernel, ias, mtk, tlb):
+    """A fresh table of ``fmt``: LPAE stage 1 with a 48-bit output, or
+    ARM_V7S with all four page sizes (4K, 64K, 1M, 16M: the
+    pgsize_bitmap mtk_iommu and arm-smmu give it) and, with ``mtk``, the
+    quirks mtk_iommu_domain_finalise sets (ARM_NS, NO_PERMS,
+    ARM_MTK_EXT)."""
+    if fmt == "v7s":
+        return V7sTable(granule=granule, ias=ias,
+                        oas=_v7s_max_oas(kernel, mtk), kernel=kernel,
+                        tlb=tlb, ns=mtk, no_perms=mtk, mtk_ext=mtk)
+    return LpaeTable(granule=granule, ias=ias, oas=48, kernel=kernel, tlb=tlb)
+
+
 class _Engine:
     """Applies events to a fresh table and keeps the counts."""
 
-    def __init__(self, log: EventLog, granule, kernel, ias, dev_index):
+    def __init__(self, log: EventLog, granule, kernel, ias, dev_index,
+                 fmt="lpae", mtk=False):
         self.log = log
         self.tlb = CountingFlushOps()
-        self.table = LpaeTable(granule=granule, ias=ias, oas=48, kernel=kernel,
-                               tlb=self.tlb)
+        self.fmt = fmt
+        self.table = _make_table(fmt, granule, kernel, ias, mtk, self.tlb)
+        # LPAE: a granule-sized unmap never frees a table, so the table
+        # count grows by one per split and page unmaps can skip the trace
+        # hook. v7s splits a CONT group without a new table
+        # (arm_v7s_split_cont), so its unmaps are watched by the hook.
+        self._count_by_tables = fmt == "lpae"
+        self._trace = self._trace_lpae if fmt == "lpae" else self._trace_v7s
         self.granule = granule
         self.bitmap = self.table.pgsize_bitmap
         self.map_pages = era_at_least(kernel, (5, 14))
@@ -247,9 +306,24 @@ class _Engine:
         if len(self.rejects) < MAX_REJECTED:
             self.rejects.append((self.log.lines[i], message))
 
-    def _trace(self, func, kind, **detail):
+    def _trace_lpae(self, func, kind, **detail):
+        """Trace hook for LpaeTable: a split fills a new table
+        (arm_lpae_split_blk_unmap); a refused partial unmap warns (v6.13)."""
         if kind == "table_fill":
             self._trace_splits += 1
+        elif kind == "warn":
+            self._trace_warns += 1
+
+    def _trace_v7s(self, func, kind, **detail):
+        """Trace hook for V7sTable: a split is arm_v7s_split_cont rewriting
+        a CONT group, or arm_v7s_install_table putting a table where a
+        section was (arm_v7s_split_blk_unmap; a table built but lost to
+        the compare-and-swap replaced nothing); a refused partial unmap
+        warns (v6.13)."""
+        if kind == "pte_write":
+            if func == "arm_v7s_split_cont" or (
+                    func == "arm_v7s_install_table" and detail["old"]):
+                self._trace_splits += 1
         elif kind == "warn":
             self._trace_warns += 1
 
@@ -311,11 +385,38 @@ class _Engine:
                 return live
             last = walk(x)[-1]
 
+    def _replaced(self, iova, pgsize):
+        """``(bytes, tables)``: the live pages in the tables a map of one
+        ``pgsize`` page at ``iova`` would free, and how many such tables
+        held pages. LPAE: arm_lpae_init_pte frees a table found in the
+        block's one entry (a leaf there makes the map fail, EEXIST). v7s:
+        arm_v7s_init_pte frees level-2 tables only when writing level-1
+        entries (1M sections, 16M supersections: one per MiB); 4K and 64K
+        pages are written at level 2, where no table can be."""
+        walk = self.table.walk
+        if self.fmt == "v7s":
+            if pgsize < SZ_1M or (iova + pgsize - 1) >> self.table.ias:
+                return 0, 0     # (the map refuses the latter: ERANGE)
+            lost = tables = 0
+            for a in range(iova, iova + pgsize, SZ_1M):
+                if walk(a)[0].kind == "table":
+                    live = self._live(a, SZ_1M)
+                    if live:
+                        lost += live
+                        tables += 1
+            return lost, tables
+        live = self._live(iova, pgsize)
+        if live and walk(iova)[-1].size < pgsize:
+            return live, 1
+        return 0, 0
+
     def _map_runs(self, i, runs) -> int:
         """Map (iova, paddr, pgsize, count) runs: up to v5.13 __iommu_map
         called ->map once a page, v5.14+ ->map_pages once a run. Returns
         the change in mapped bytes (a block that replaced a table took the
-        table's pages with it: counted as unmapped)."""
+        table's pages with it: counted as unmapped). Both table models
+        refuse a map before writing anything, so only the pages that were
+        in fact mapped can have replaced a table."""
         table = self.table
         tmap = table.map
         prot = IOMMU_READ | IOMMU_WRITE
@@ -323,18 +424,13 @@ class _Engine:
         lost = 0
         try:
             for a, p, pg, n in runs:
+                slots = None
                 if pg > self.granule:
-                    for k in range(n):
-                        live = self._live(a + k * pg, pg)
-                        if live:
-                            # a leaf here makes the map fail (EEXIST), a
-                            # table is replaced: only the latter loses pages
-                            if table.walk(a + k * pg)[-1].size < pg:
-                                lost += live
-                                self.replaced += 1
+                    slots = [self._replaced(a + k * pg, pg) for k in range(n)]
                 if self.map_pages or n == 1:
                     tmap(a, p, pg, prot, n)
                     done.append((a, pg, n))
+                    k = n
                 else:
                     k = 0
                     try:
@@ -343,8 +439,11 @@ class _Engine:
                     except PgtableError:
                         if k:
                             done.append((a, pg, k))
+                            lost += self._count_replaced(slots, k)
                         raise
                     done.append((a, pg, n))
+                    k = n
+                lost += self._count_replaced(slots, k)
         except PgtableError as e:
             # iommu_map's clean-up: unmap what this request mapped
             for a, pg, n in done:
@@ -360,6 +459,17 @@ class _Engine:
         self.mapped_bytes += total
         self.unmapped_bytes += lost
         return total - lost
+
+    def _count_replaced(self, slots, k) -> int:
+        """Count the tables replaced by the first ``k`` pages of a run
+        (``slots`` from :meth:`_replaced`); returns the bytes lost."""
+        if not slots:
+            return 0
+        lost = 0
+        for b, t in slots[:k]:
+            lost += b
+            self.replaced += t
+        return lost
 
     def map_piece(self, i, iova, paddr, pgsize, count) -> int:
         """A pr_debug ``mapping:`` piece: the page size the kernel chose;
@@ -382,8 +492,9 @@ class _Engine:
             return 0
         table = self.table
         tunmap = table.unmap
-        ntables = table._tables.__len__
         nwarnings = table.warnings.__len__
+        by_tables = self._count_by_tables
+        ntables = table._tables.__len__ if by_tables else None
         self._trace_splits = self._trace_warns = 0
         done = live = 0
         try:
@@ -392,8 +503,8 @@ class _Engine:
                 # the count; the table's loop over ``count`` is the former
                 a = iova + done
                 pg, n = self._pgsize(a, a, size - done)
-                if pg == g:
-                    # granule pages: no table can be freed, so the table
+                if pg == g and by_tables:
+                    # LPAE granule pages: no table can be freed, so the table
                     # count grows by one for each split
                     # (arm_lpae_split_blk_unmap) and the warnings by one
                     # for each refused partial unmap
@@ -449,17 +560,25 @@ class _Engine:
         The common events (a granule-sized, aligned ftrace map or unmap)
         are handed straight to the table's single-page map/unmap; their
         counts are kept in locals and the page count of each is known, so
-        only the rest go through map_request/unmap_request."""
+        only the rest go through map_request/unmap_request. The fast unmap
+        counts splits by the number of tables, which only LPAE allows (see
+        ``_count_by_tables``): for v7s every unmap goes through
+        unmap_request."""
         log = self.log
         kinds, flags, iovas, sizes = log.kinds, log.flags, log.iovas, log.sizes
         paddrs, args, devs = log.paddrs, log.args, log.devs
         table = self.table
         tmap, tunmap = table.map, table.unmap
-        ntables = table._tables.__len__   # read-only: its size counts splits
         nwarnings = table.warnings.__len__
         prot = IOMMU_READ | IOMMU_WRITE
         g = self.granule
         gmask = g - 1
+        if self._count_by_tables:
+            ntables = table._tables.__len__   # read-only: counts splits
+            ug = g          # unmaps of this size take the fast path
+        else:
+            ntables = None
+            ug = -1         # no size is: every unmap is a request
         dev = self.dev_index
         mapped, peak = self.mapped, self.peak
         peak_at = -1          # event index where the peak was last raised
@@ -493,7 +612,7 @@ class _Engine:
                         peak_at = i
                 elif k == UNMAP:
                     unmap_requests += 1
-                    if size == g and not iova & gmask:
+                    if size == ug and not iova & gmask:
                         nt = ntables()
                         nw = nwarnings()
                         try:
@@ -568,6 +687,11 @@ class _Engine:
         (or if the table does not expose its tables) the leaves are walked.
         """
         table = self.table
+        if self.fmt != "lpae":
+            # v7s: a CONT group is 16 identical entries and one leaf, so
+            # counting non-zero entries would not do; its tables are
+            # small (at most 4096 + 256 a table), walk them
+            return self._walked_leaves()
         try:
             nonzero: dict[int, int] = {}
             below: dict[int, int] = {}
@@ -589,8 +713,11 @@ class _Engine:
                 return dict(sorted(leaves.items()))
         except (AttributeError, ValueError):
             pass
+        return self._walked_leaves()
+
+    def _walked_leaves(self) -> dict:
         leaves = {}
-        for _iova, _pa, size, _lvl, _pte in table.mappings():
+        for _iova, _pa, size, _lvl, _pte in self.table.mappings():
             leaves[size] = leaves.get(size, 0) + 1
         return dict(sorted(leaves.items()))
 
@@ -599,7 +726,8 @@ class Replay:
     """The result of :func:`replay`.
 
     ``summary`` (:class:`Summary`), ``table`` (the final
-    :class:`~iommu_viz.pgtable.lpae.LpaeTable`), ``events`` (the parsed
+    :class:`~iommu_viz.pgtable.lpae.LpaeTable` or
+    :class:`~iommu_viz.pgtable.v7s.V7sTable`), ``events`` (the parsed
     :class:`~iommu_viz.ingest.parse.EventLog`), ``problems`` (malformed
     lines, :class:`~iommu_viz.ingest.parse.Problem`), ``rejected`` (``(line,
     message)`` for requests the model refused), ``tlb_calls`` (counts).
@@ -632,7 +760,7 @@ class Replay:
             log_disagreements=e.disagreements, peak_mapped=e.peak,
             peak_line=e.peak_line, mapped=e.mapped,
             tables=self.table.table_count,
-            tlb_calls=dict(sorted(e.tlb.counts.items())))
+            tlb_calls=dict(sorted(e.tlb.counts.items())), mtk=s["mtk"])
 
     @property
     def tlb_calls(self) -> dict:
@@ -641,9 +769,9 @@ class Replay:
     def _engine(self):
         s = self.settings
         return _Engine(self.events, s["granule"], s["kernel"], s["ias"],
-                       s["dev_index"])
+                       s["dev_index"], s["fmt"], s["mtk"])
 
-    def table_at(self, n: int) -> LpaeTable:
+    def table_at(self, n: int):
         """A fresh table holding the state after the first ``n`` events
         (0 .. ``len(events)``), replayed again from the start; the same
         ``n`` always gives the same table."""
@@ -666,18 +794,45 @@ class Replay:
                 " mapped>")
 
 
-def _check_settings(granule, kernel, fmt, ias):
+def _check_settings(granule, kernel, fmt, ias, mtk) -> int:
+    """Check the settings; returns the ias to use (``None``: 48 for LPAE,
+    32 for v7s)."""
     check_kernel(kernel)
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ValueError(f"page-table format {fmt!r} cannot be replayed; "
                          "choose one of " + ", ".join(map(repr, FORMATS)))
-    if granule not in (SZ_4K, 1 << 14, 1 << 16):
+    if granule not in _GRANULES[fmt]:
         shown = f"{granule:#x}" if isinstance(granule, int) else repr(granule)
+        if fmt == "v7s":
+            raise ValueError(f"granule {shown} is not a v7s granule; the "
+                             "short-descriptor format has 4K pages only")
         raise ValueError(f"granule {shown} is not an LPAE granule; "
                          "choose 4K, 16K or 64K")
-    if not isinstance(ias, int) or not 32 <= ias <= 48:
-        raise ValueError(f"ias {ias!r} is out of range; the model takes 32 to "
-                         "48 bits")
+    if not isinstance(mtk, bool):
+        raise ValueError(f"mtk {mtk!r} must be True or False")
+    if fmt == "lpae":
+        if mtk:
+            raise ValueError("the mtk quirk (mtk_iommu's ARM_MTK_EXT) is "
+                             "for v7s tables; an LPAE table has no such "
+                             "quirk")
+        if ias is None:
+            return 48
+        if type(ias) is not int or not 32 <= ias <= 48:
+            raise ValueError(f"ias {ias!r} is out of range; the model takes "
+                             "32 to 48 bits")
+        return ias
+    # v7s: ARM_V7S_ADDR_BITS; mtk_iommu's 34-bit iova needs the MT8192
+    # series (v5.12), so the v6.12 and v6.13 eras
+    top = 34 if mtk and era_at_least(kernel, (5, 12)) else V7S_ADDR_BITS
+    if ias is None:
+        return V7S_ADDR_BITS
+    if type(ias) is not int or not V7S_ADDR_BITS <= ias <= top:
+        why = ("with the mtk quirk in the v6.12 and v6.13 eras, 32 to 34 "
+               "bits" if top > V7S_ADDR_BITS else
+               "v7s takes a 32-bit iova (33 or 34 bits only with the mtk "
+               "quirk, from the v6.12 era)")
+        raise ValueError(f"ias {ias!r} is out of range; {why}")
+    return ias
 
 
 def _source_is_big(source) -> bool:
@@ -698,14 +853,18 @@ def _source_is_big(source) -> bool:
         return False
 
 
-def replay(source, granule=SZ_4K, kernel="v5.4", fmt="lpae", ias=48,
-           progress=None, device=None) -> Replay:
+def replay(source, granule=SZ_4K, kernel="v5.4", fmt="lpae", ias=None,
+           progress=None, device=None, mtk=False) -> Replay:
     """Parse ``source`` (a path, a file object, or an iterable of lines) and
     replay its iommu map/unmap events into a fresh page table.
 
-    ``granule`` (4K, 16K or 64K), ``kernel`` (era: ``"v4.20"``, ``"v5.4"``,
-    ``"v6.13"``), ``fmt`` (``"lpae"``) and ``ias`` (input address bits) pick
-    the table. ``device`` keeps only the events whose ``dev=`` is that name.
+    ``fmt`` (``"lpae"`` or ``"v7s"``), ``granule`` (LPAE: 4K, 16K or 64K;
+    v7s: 4K), ``kernel`` (era: ``"v4.20"``, ``"v5.4"``, ``"v6.12"``,
+    ``"v6.13"``) and ``ias`` (input address bits; default 48 for LPAE,
+    32 to 48; v7s: 32, up to 34 with ``mtk`` from the v6.12 era) pick the
+    table; ``mtk`` (v7s only) gives it mtk_iommu's quirks (ARM_NS,
+    NO_PERMS, ARM_MTK_EXT: physical addresses above 4 GiB).
+    ``device`` keeps only the events whose ``dev=`` is that name.
     ``progress``: see :mod:`iommu_viz.ingest.progress` (default: a bar for
     big inputs in Jupyter or on a terminal).
 
@@ -713,7 +872,7 @@ def replay(source, granule=SZ_4K, kernel="v5.4", fmt="lpae", ias=48,
     cannot be read; the log's content never raises (see ``problems``,
     ``rejected`` and the summary).
     """
-    _check_settings(granule, kernel, fmt, ias)
+    ias = _check_settings(granule, kernel, fmt, ias, mtk)
     bar = make_progress(progress, _source_is_big(source))
     parsed = parse_log(source, progress=bar)
     dev_index = None
@@ -725,8 +884,9 @@ def replay(source, granule=SZ_4K, kernel="v5.4", fmt="lpae", ias=48,
                 f"device {device!r} does not appear in the log; it names "
                 + (", ".join(map(repr, names)) if names else "no devices"))
     settings = dict(granule=granule, kernel=kernel, fmt=fmt, ias=ias,
-                    device=device, dev_index=dev_index)
-    engine = _Engine(parsed.events, granule, kernel, ias, dev_index)
+                    device=device, dev_index=dev_index, mtk=mtk)
+    engine = _Engine(parsed.events, granule, kernel, ias, dev_index, fmt,
+                     mtk)
     if bar is not None:
         bar.start("replay", len(parsed.events))
     try:
@@ -737,21 +897,40 @@ def replay(source, granule=SZ_4K, kernel="v5.4", fmt="lpae", ias=48,
     return Replay(parsed, engine, settings)
 
 
+#: How :func:`mapping_runs` names v7s leaves (V7sTable.describe's kinds).
+_V7S_KINDS = {"page": "page", "large": "large page", "section": "section",
+              "supersection": "supersection"}
+
+
+def _v7s_attrs(pte, level):
+    """A v7s leaf's bits other than its output address (the MediaTek
+    address bits stay in: runs do not cross them)."""
+    mask = v7s_lvl_mask(level)
+    if v7s_pte_is_cont(pte, level):
+        mask = (mask * V7S_CONT_PAGES) & 0xFFFFFFFF
+    return pte & ~mask
+
+
 def mapping_runs(table):
     """The leaves of ``table`` as runs ``(iova, paddr, size, count, kind)``:
     leaves of one size, consecutive in iova and in paddr, with the same
-    attributes, in iova order; ``kind`` is ``'page'`` or ``'block'``.
-    Reads :meth:`LpaeTable.mappings` only."""
+    attributes, in iova order. ``kind`` is ``'page'`` or ``'block'`` for
+    LPAE; ``'page'``, ``'large page'``, ``'section'`` or
+    ``'supersection'`` for v7s. Reads the table's ``mappings()`` only."""
     runs = []
     cur = None
+    v7s = getattr(table, "fmt", "lpae") == "v7s"
     for iova, pa, size, level, pte in table.mappings():
-        attrs = pte & ~PTE_ADDR_MASK
+        attrs = _v7s_attrs(pte, level) if v7s else pte & ~PTE_ADDR_MASK
         if cur is not None and cur[2] == size and cur[0] + cur[3] * size == iova \
                 and cur[1] + cur[3] * size == pa and cur[5] == attrs:
             cur[3] += 1
             continue
-        cur = [iova, pa, size, 1, "page" if level == MAX_LEVELS - 1 else "block",
-               attrs]
+        if v7s:
+            kind = _V7S_KINDS[table.describe(level, pte).kind]
+        else:
+            kind = "page" if level == MAX_LEVELS - 1 else "block"
+        cur = [iova, pa, size, 1, kind, attrs]
         runs.append(cur)
     return [tuple(r[:5]) for r in runs]
 

@@ -279,7 +279,8 @@ def test_device_filter():
 @pytest.mark.parametrize("kw, msg", [
     (dict(kernel="v9.9"), "kernel 'v9.9' is not a modelled era"),
     (dict(granule=8192), "granule 0x2000 is not an LPAE granule"),
-    (dict(fmt="v7s"), "format 'v7s' cannot be replayed"),
+    (dict(fmt="arm64"), "format 'arm64' cannot be replayed; choose one "
+                        "of 'lpae', 'v7s'"),
     (dict(ias=60), "ias 60 is out of range"),
 ])
 def test_bad_settings(kw, msg):
