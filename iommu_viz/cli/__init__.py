@@ -3,7 +3,9 @@
     iommu-viz scenario NAME [--kernel v5.4] [--lazy] [--fast] [--bbml N]
                             [--format text|svg|png|perfetto|json] [-o FILE]
     iommu-viz scenario --list
-    iommu-viz replay LOG [--granule 4K] [--kernel v5.4] [--format text|json]
+    iommu-viz replay LOG [--fmt lpae|v7s] [--mtk] [--granule 4K]
+                         [--kernel v5.4] [--ias BITS] [--device NAME]
+                         [--format text|json|svg|png] [--tree]
                          [--at N] [--rows N] [-o FILE]
 
 Errors are one line on standard error: exit status 1 for a failure (a file
@@ -28,6 +30,8 @@ SCENARIO_FORMATS = ("text", "svg", "png", "perfetto", "json")
 REPLAY_FORMATS = ("text", "json", "svg", "png", "perfetto")
 
 GRANULES = {"4K": SZ_4K, "16K": 1 << 14, "64K": 1 << 16}
+#: Page-table formats a log can be replayed into (ingest.replay.FORMATS).
+PGTABLE_FORMATS = ("lpae", "v7s")
 NO_SCENARIOS = "scenarios are not available in this build"
 NO_RENDER = "renderers are not available in this build"
 
@@ -70,6 +74,15 @@ def _granule(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an LPAE granule; choose 4K, 16K or 64K")
     return size
+
+
+def _pgtable_fmt(text: str) -> str:
+    fmt = text.strip().lower()
+    if fmt not in PGTABLE_FORMATS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a page-table format; choose "
+            + " or ".join(PGTABLE_FORMATS))
+    return fmt
 
 
 def _count(text: str) -> int:
@@ -137,12 +150,23 @@ def _build_parser() -> argparse.ArgumentParser:
                     "model; print a summary and the resulting mappings.")
     rp.add_argument("log", metavar="LOG", help="log file ('-' for standard "
                     "input)")
+    rp.add_argument("--fmt", type=_pgtable_fmt, default="lpae",
+                    metavar="{lpae,v7s}",
+                    help="page-table format: lpae (io-pgtable-arm) or v7s "
+                         "(Armv7 short descriptors, 32-bit iova) (default "
+                         "lpae)")
+    rp.add_argument("--mtk", action="store_true",
+                    help="with --fmt v7s: mtk_iommu's quirks (ARM_NS, "
+                         "NO_PERMS, ARM_MTK_EXT), physical addresses above "
+                         "4 GiB")
     rp.add_argument("--granule", type=_granule, default=SZ_4K,
-                    help="translation granule: 4K, 16K or 64K (default 4K)")
+                    help="translation granule: 4K, 16K or 64K (default 4K; "
+                         "v7s has 4K only)")
     rp.add_argument("--kernel", choices=tuple(KERNELS), default="v5.4",
                     help="kernel era (default v5.4)")
-    rp.add_argument("--ias", type=int, default=48, metavar="BITS",
-                    help="input address size in bits, 32..48 (default 48)")
+    rp.add_argument("--ias", type=int, default=None, metavar="BITS",
+                    help="input address size in bits: lpae 32..48 (default "
+                         "48); v7s 32 (34 with --mtk from v6.12)")
     rp.add_argument("--device", metavar="NAME",
                     help="keep only the events of this dev= name")
     rp.add_argument("--at", type=_count, metavar="N",
@@ -342,7 +366,8 @@ def _replay_picture(rep, table, at, fmt):
             from None
     snap = (table if table is not None else rep.table).snapshot()
     n = len(rep.events) if at is None else at
-    title = (f"replay: {rep.summary.kernel} era, after {n} of "
+    kind = "" if rep.summary.fmt == "lpae" else f"{rep.summary.fmt}, "
+    title = (f"replay: {kind}{rep.summary.kernel} era, after {n} of "
              f"{len(rep.events)} events")
     if fmt == "text":
         return title + "\n" + tree_text(snap)
@@ -362,7 +387,8 @@ def _cmd_replay(args) -> int:
             raise CliError(f"cannot read {name}: it is a directory")
     try:
         rep = replay(source, granule=args.granule, kernel=args.kernel,
-                     ias=args.ias, device=args.device, progress=args.progress)
+                     fmt=args.fmt, ias=args.ias, device=args.device,
+                     progress=args.progress, mtk=args.mtk)
     except OSError as e:
         raise CliError(f"cannot read {name}: {e.strerror or e}") from None
     except ValueError as e:

@@ -56,6 +56,7 @@ def test_help_everywhere():
     assert "scenario" in out and "replay" in out
     code, out, _ = run("replay", "--help")
     assert "--granule" in out and "--kernel" in out and "--format" in out
+    assert "--fmt" in out and "v7s" in out and "--mtk" in out
 
 
 def test_replay_text(log):
@@ -133,6 +134,11 @@ def test_replay_svg_tree(log, tmp_path):
      "argument --granule: 'lots' is not a size"),
     (["replay", "LOG", "--kernel", "v9"], 2, "argument --kernel: invalid choice"),
     (["replay", "LOG", "--ias", "60"], 1, "ias 60 is out of range"),
+    (["replay", "LOG", "--fmt", "arm64"], 2,
+     "argument --fmt: 'arm64' is not a page-table format; choose lpae or "
+     "v7s"),
+    (["replay", "LOG", "--fmt", "v7s", "--ias", "48"], 1,
+     "ias 48 is out of range; v7s takes a 32-bit iova"),
     (["replay", "LOG", "--at", "99"], 1,
      "--at 99 is beyond the log's 3 events"),
     (["replay", "LOG", "--device", "gpu"], 1,
