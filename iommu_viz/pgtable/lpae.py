@@ -47,6 +47,7 @@ PTE_SH_OS = 2 << 8
 PTE_SH_IS = 3 << 8
 PTE_AF = 1 << 10
 PTE_NG = 1 << 11
+PTE_NT = 1 << 16      # block descriptors, FEAT_BBM / SMMUv3 BBML1
 PTE_XN = 3 << 53
 PTE_SW_SYNC = 1 << 55
 PTE_NSTABLE = 1 << 63
@@ -109,13 +110,16 @@ class LpaeTable(PgtableBase):
     invalidates and syncs on its own (the v4.20 "hack"): in the v5.4 era
     True means ``tlb_flush_leaf`` of the page instead of ``tlb_add_page``;
     in the v4.20 era False means ``tlb_add_flush`` without ``tlb_sync``.
+    ``split_nt`` makes the split follow the break-before-make level 1
+    sequence of the SMMUv3 architecture (set nT in the block, invalidate
+    it, replace it, invalidate): an experiment, not a kernel behaviour.
     """
 
     fmt = "lpae"
 
     def __init__(self, granule=SZ_4K, ias=48, oas=48, stage=1, kernel="v5.4",
                  tlb=None, non_strict=False, ns=False, trace=None,
-                 split_sync=None):
+                 split_sync=None, split_nt=False):
         check_kernel(kernel)
         if granule not in _PAGE_SIZES:
             raise ValueError(
@@ -143,6 +147,9 @@ class LpaeTable(PgtableBase):
         #: whether arm_lpae_split_blk_unmap invalidates and syncs the
         #: unmapped page itself (None: as the era did; True in v4.20)
         self.split_sync = (kernel == "v4.20") if split_sync is None else bool(split_sync)
+        #: a hypothetical split that first marks the block nT and
+        #: invalidates it (the SMMUv3 BBML1 sequence); no kernel does this
+        self.split_nt = bool(split_nt)
         #: map_pages/unmap_pages with a page count (v5.14+)
         self._pages_api = era_at_least(kernel, (5, 14))
         #: partial unmap of a block splits it (until v6.12)
@@ -334,7 +341,12 @@ class LpaeTable(PgtableBase):
             bits.append("XN")
         if pte & PTE_NS:
             bits.append("NS")
-        return PteInfo(kind, pte & PTE_ADDR_MASK, size, prot, " ".join(bits))
+        if kind == "block" and pte & PTE_NT:
+            bits.append("nT")
+        # a block's output address has no bits below its size (bit 16 of a
+        # block is nT, not address)
+        return PteInfo(kind, pte & PTE_ADDR_MASK & ~(size - 1), size, prot,
+                       " ".join(bits))
 
     # ------------------------------------------------------------------ map
     def map(self, iova: int, paddr: int, size: int, prot: int = IOMMU_READ | IOMMU_WRITE,
@@ -610,6 +622,17 @@ class LpaeTable(PgtableBase):
             self.trace(func, "table_fill", table=table.paddr, level=lvl,
                        iova=blk_iova, first=first, step=split_sz, count=n,
                        skipped=unmap_idx)
+        if self.split_nt:
+            # BBML1: mark the block nT and invalidate it before replacing it,
+            # so no TLB entry from the old descriptor lacks nT (SMMUv3 3.21.1)
+            blk_sz = self.block_size(lvl - 1)
+            self._write(parent, pidx, blk_pte | PTE_NT,
+                        "arm_lpae_split_blk_unmap (nT sequence)")
+            if self.kernel == "v4.20":
+                self.tlb.tlb_add_flush(blk_iova, blk_sz, blk_sz, True)
+                self.tlb.tlb_sync()
+            else:
+                self.tlb.tlb_flush_leaf(blk_iova, blk_sz, blk_sz)
         # arm_lpae_install_table: the table replaces the live block
         self._write(parent, pidx, self._table_pte(table), "arm_lpae_install_table")
         if unmap_idx >= 0:
@@ -695,7 +718,8 @@ class LpaeTable(PgtableBase):
                 if not pte:
                     continue
                 if self._is_leaf(pte, lvl):
-                    yield (t.iova + i * bs, pte & PTE_ADDR_MASK, bs, lvl, pte)
+                    yield (t.iova + i * bs, pte & PTE_ADDR_MASK & ~(bs - 1),
+                           bs, lvl, pte)
                 elif self._is_table(pte, lvl):
                     yield from rec(self._deref(pte), lvl + 1)
         yield from rec(self.pgd, self.start_level)

@@ -15,6 +15,7 @@ the command line can flip them:
 ``deferred_gather``  False: each gathered page is invalidated at once
 ``bbml``, ``personality``, ``ttl_hints``, ``walk_cache``, ``tlb_entries``
 ``speculate``   the SMMU speculatively caches a neighbouring page
+``split_nt``    the split follows the BBML1 nT sequence (an experiment)
 
 Example::
 
@@ -38,13 +39,13 @@ NEIGHBOUR = BLOCK_IOVA + 0x2000  # a page that stays mapped
 
 _SIM_KEYS = ("kernel", "strict", "bbml", "personality", "ttl_hints",
              "walk_cache", "tlb_entries", "split_sync", "deferred_gather",
-             "caller", "fmt", "granule")
+             "caller", "fmt", "granule", "split_nt")
 
 DEFAULTS = dict(fmt="lpae", kernel="v5.4", strict=True, fast=False,
                 sync_after=True,
                 split_sync=None, deferred_gather=True, bbml=0,
                 personality="typical", ttl_hints=True, walk_cache=True,
-                tlb_entries=None, speculate=False)
+                tlb_entries=None, speculate=False, split_nt=False)
 
 
 def _sim(opts):

@@ -29,7 +29,7 @@ from ..pgtable.common import (
     IOMMU_READ, IOMMU_WRITE, SZ_4K, FlushOps, PgtableError, check_kernel,
     era_at_least, fmt_size, short_size,
 )
-from ..pgtable.lpae import LpaeTable
+from ..pgtable.lpae import PTE_NT, LpaeTable
 from .pgsize import iommu_pgsize
 from .smmu import PERSONALITIES, LiveEntry, LiveWalk, pick, tlbi_matches
 from .trace import (
@@ -181,6 +181,9 @@ class Simulation:
     ``caller``        ``"raw"``, ``"dma"`` or ``"vfio"`` (see CALLERS)
     ``split_sync``    override the era: the split invalidates and syncs on
                       its own (True is the v4.20 behaviour)
+    ``split_nt``      the split follows the BBML1 nT sequence (an
+                      experiment: no kernel does this); with ``bbml=1`` a
+                      cached nT block then cannot conflict with a new page
     ``deferred_gather`` False: each page added to a gather is invalidated
                       and synced at once instead of deferred
     ``fq_size``, ``fq_timeout_ms`` the flush queue (256 slots, 10 ms)
@@ -194,7 +197,7 @@ class Simulation:
     def __init__(self, fmt="lpae", granule=SZ_4K, ias=48, kernel="v5.4",
                  strict=True, bbml=0, personality="typical", tlb_entries=None,
                  walk_cache=True, ttl_hints=True, caller="raw",
-                 tlb_replacement="lru",
+                 tlb_replacement="lru", split_nt=False,
                  split_sync=None, deferred_gather=True, asid=1,
                  fq_size=256, fq_timeout_ms=10, oas=48):
         check_kernel(kernel)
@@ -227,6 +230,7 @@ class Simulation:
                            strict=strict, bbml=bbml, personality=personality,
                            tlb_entries=tlb_entries, walk_cache=walk_cache,
                            tlb_replacement=tlb_replacement,
+                           split_nt=split_nt,
                            ttl_hints=ttl_hints, caller=caller,
                            split_sync=split_sync,
                            deferred_gather=deferred_gather, asid=asid,
@@ -263,6 +267,7 @@ class Simulation:
         self._fq: list[FqEntry] = []
         self._fq_deadline: int | None = None
         self._gathers: dict[int, Gather] = {}
+        self._nt_refetch: int | None = None
         self._next_gather = 0
         self._buffers: dict[int, int] = {}
         self._recording = True
@@ -274,12 +279,15 @@ class Simulation:
             self.pt = LpaeTable(granule=granule, ias=ias, oas=oas, stage=1,
                                 kernel=kernel, tlb=driver,
                                 non_strict=non_strict, trace=self._pt_trace,
-                                split_sync=split_sync)
+                                split_sync=split_sync, split_nt=split_nt)
         elif fmt == "v7s":
             try:
                 from ..pgtable.v7s import V7sTable
             except ImportError as e:  # pragma: no cover - format not built
                 raise ValueError("fmt 'v7s' is not available in this build") from e
+            if split_nt:
+                raise ValueError("split_nt: the nT bit is an LPAE block "
+                                 "descriptor bit; v7s has none")
             self.pt = V7sTable(kernel=kernel, tlb=driver,
                                non_strict=non_strict, trace=self._pt_trace,
                                split_sync=split_sync)
@@ -315,6 +323,10 @@ class Simulation:
 
     def _pt_trace(self, func, kind, **d):
         self._gen += 1
+        if kind == "pte_write" and d["new"] & PTE_NT and self.pt.fmt == "lpae":
+            # the nT step of a BBML1 split: the adversarial SMMU will cache
+            # the nT block again as soon as the old entries are gone
+            self._nt_refetch = d["iova"]
         if kind == "pte_write":
             lvl = d["level"]
             new = d["new"]
@@ -410,6 +422,17 @@ class Simulation:
         return WalkCacheEntry(w.asid, w.iova, w.size, w.level, w.table,
                               self._walk_stale(w), pending)
 
+    def _conflict_allowed(self, entries):
+        """Whether overlapping ``entries`` may raise a TLB conflict:
+        SMMU_IDR3.BBML 0 always, BBML 1 unless one came from a block marked
+        nT (the level-1 sequence), BBML 2 never; QEMU never reports one."""
+        if self.coherent or self.bbml == 2:
+            return False
+        if self.bbml == 1 and self.pt.fmt == "lpae" and \
+                any(e.pte & PTE_NT for e in entries):
+            return False
+        return True
+
     def _hazards(self, tlb, walks):
         out = []
         for e in tlb:
@@ -424,7 +447,8 @@ class Simulation:
                 for f in tlb[i + 1:]:
                     if e.asid == f.asid and e.iova < f.iova + f.size and \
                             f.iova < e.iova + e.size and \
-                            (e.size, e.paddr) != (f.size, f.paddr):
+                            (e.size, e.paddr) != (f.size, f.paddr) and \
+                            self._conflict_allowed((e, f)):
                         lo = max(e.iova, f.iova)
                         hi = min(e.iova + e.size, f.iova + f.size)
                         out.append(Hazard(
@@ -502,6 +526,13 @@ class Simulation:
         self._emit("cmdq", "sync_done", func,
                    f"CMD_SYNC complete: {len(done)} earlier command(s) done",
                    completed=len(done))
+        if self._nt_refetch is not None:
+            iova, self._nt_refetch = self._nt_refetch, None
+            tr = self.pt.translate(iova)
+            if self.personality == "adversarial" and tr is not None:
+                # a valid translation may be cached at any time: the worst
+                # case refetches the nT block before it is replaced
+                self._fill(tr, speculative=True)
 
     def _tlbi_va_fields(self, iova, size, granule, leaf):
         """The CMD_TLBI_NH_VA operands for a range, as
@@ -865,7 +896,7 @@ class Simulation:
                 o = "stale"
             opts.append((o, pa, f"tlb:{short_size(e.size)}@0x{e.iova:x}"))
         distinct = {(e.size, e.paddr) for e in matches}
-        if len(distinct) > 1 and self.bbml < 2 and not self.coherent:
+        if len(distinct) > 1 and self._conflict_allowed(matches):
             opts.append(("conflict", None, "tlb:multi-hit"))
         # a TLB may drop any entry at any time (or never filled it), and
         # QEMU-like coherence has nothing pending: the walk result is

@@ -33,6 +33,7 @@ The toggles and the option they set (the model's meaning is in
 ``personality``      typical, adversarial, coherent (QEMU-like)
 ``speculate``        the SMMU speculatively caches the neighbouring page
 ``ttl_hints``        the SMMU honours the driver's TTL hint (v5.7+ drivers)
+``split_nt``         the split follows the BBML1 nT sequence (an experiment)
 
 Headless use (tests, scripts)::
 
@@ -68,10 +69,11 @@ UNMAP_CHOICES = {
 
 TOGGLE_NAMES = ("scenario", "fmt", "kernel", "strict", "unmap", "split_sync",
                 "deferred_gather", "bbml", "personality", "speculate",
-                "ttl_hints")
+                "ttl_hints", "split_nt")
 
 _SIM_KEYS = ("fmt", "kernel", "strict", "bbml", "personality", "ttl_hints",
-             "walk_cache", "tlb_entries", "split_sync", "deferred_gather")
+             "walk_cache", "tlb_entries", "split_sync", "deferred_gather",
+             "split_nt")
 
 #: The ``fmt`` toggle: label -> scenario option value.
 FORMATS = {"LPAE": "lpae", "v7s": "v7s"}
@@ -271,6 +273,8 @@ class Explorer:
             raise ValueError(f"no option {name!r}; choose one of "
                              + ", ".join(sorted(set(scenarios.DEFAULTS)
                                                 | {"unmap", "scenario"})))
+        if opts.get("fmt", "lpae") != "lpae":
+            opts["split_nt"] = False      # nT is an LPAE block bit
         # the era's own behaviour is stored as None (not forced)
         if opts.get("split_sync") is not None and \
                 opts["split_sync"] == _era_split_sync(opts["kernel"]):
@@ -318,6 +322,11 @@ class Explorer:
                     "walk")
         t["ttl_hints"] = W.Checkbox(description="TTL hints honoured",
                                     style=desc, indent=False, layout=lay)
+        t["split_nt"] = W.Checkbox(
+            description="split marks the block nT first", style=desc,
+            indent=False, layout=lay,
+            tooltip="an experiment: the BBML1 sequence (set nT, TLBI, "
+                    "replace, TLBI); no kernel does this")
         for name, w in t.items():
             w.add_class("iv-toggle-" + name.replace("_", "-"))
             w.observe(lambda ch, n=name: self._on_toggle(n), names="value")
@@ -363,7 +372,8 @@ class Explorer:
         grid = W.GridBox(
             [t["scenario"], t["fmt"], t["kernel"], t["strict"], t["unmap"],
              t["split_sync"], t["deferred_gather"], t["bbml"],
-             t["personality"], t["speculate"], t["ttl_hints"]],
+             t["personality"], t["speculate"], t["ttl_hints"],
+             t["split_nt"]],
             # as many columns as fit: four in a wide notebook, two or three
             # at the default JupyterLab width with the file browser open
             layout=W.Layout(grid_template_columns=("repeat(auto-fill, "
@@ -417,6 +427,10 @@ class Explorer:
             t["personality"].value = o["personality"]
             t["speculate"].value = bool(o["speculate"])
             t["ttl_hints"].value = bool(o["ttl_hints"])
+            t["split_nt"].value = bool(o.get("split_nt", False))
+            # nT is an LPAE block bit, and only a split can use it
+            t["split_nt"].disabled = (o.get("fmt", "lpae") != "lpae"
+                                      or not _era_splits(o["kernel"]))
         finally:
             self._quiet = False
         desc = dict(scenarios.catalog()).get(self.scenario, "")

@@ -30,7 +30,7 @@ def test_toggles_show_the_options_given(fast_nosync):
     assert t["fmt"].value == "lpae"
     assert set(t) == {"scenario", "fmt", "kernel", "strict", "unmap",
                       "split_sync", "deferred_gather", "bbml", "personality",
-                      "speculate", "ttl_hints"}
+                      "speculate", "ttl_hints", "split_nt"}
     assert set(t) == set(TOGGLE_NAMES)
 
 
@@ -340,3 +340,18 @@ def test_window_legend_matches_the_timeline():
         assert _WINDOW_HATCH[kind] == hatch
         assert colour.lower() in legend.lower()
         assert f"hatched {hatch[:2]}" in legend
+
+
+def test_split_nt_toggle_removes_the_bbml1_conflict():
+    from iommu_viz.widgets import Explorer
+    ex = Explorer("seed-conflict", bbml=1, personality="adversarial")
+    def neighbour_allowed():
+        from iommu_viz.scenarios import NEIGHBOUR
+        return set([a for a in ex.sim.accesses if a.iova == NEIGHBOUR][0].allowed)
+    assert "conflict" in neighbour_allowed()
+    ex.toggles["split_nt"].value = True
+    assert ex.options["split_nt"] is True
+    assert "conflict" not in neighbour_allowed()
+    assert any("nT sequence" in ev.func for ev in ex.sim.events)
+    ex.set_option("fmt", "v7s")
+    assert ex.toggles["split_nt"].disabled
