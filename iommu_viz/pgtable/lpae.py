@@ -448,13 +448,8 @@ class LpaeTable(PgtableBase):
                     "unmap it first")
             # arm_lpae_init_pte: a table here is unmapped and freed first
             self._unmap_at(iova, size, None, lvl, t, "arm_lpae_init_pte")
-        kind = PTE_TYPE_PAGE if lvl == MAX_LEVELS - 1 else PTE_TYPE_BLOCK
-        new = attrs | kind | (paddr & PTE_ADDR_MASK)
-        if self.trace is None:
-            ptes[idx] = new
-            self._dirty.add(t.paddr)
-        else:
-            self._write(t, idx, new, "__arm_lpae_init_pte")
+        self._write(t, idx, self._leaf_pte(paddr, attrs, lvl),
+                    "__arm_lpae_init_pte")
         return size
 
     def _map_run(self, iova, paddr, size, pgcount, attrs, target):
