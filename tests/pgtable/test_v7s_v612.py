@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 from iommu_viz import V7sTable
 from iommu_viz.pgtable.common import (
-    IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE, SZ_1G, SZ_1M,
-    SZ_2G, SZ_4K, SZ_16M, SZ_64K, PgtableError, RecordingFlushOps,
+    IOMMU_CACHE, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE, SZ_1M, SZ_4K,
+    SZ_16M, SZ_64K, PgtableError, RecordingFlushOps,
 )
 from iommu_viz.pgtable.v7s import TABLE_MEM_BASE
+from test_v7s import run_selftest
 
 K = "v6.12"
 RW = IOMMU_READ | IOMMU_WRITE
@@ -43,50 +44,12 @@ def flush_names(calls):
 
 # ---------------------------------------------------------------- selftest
 def run_selftest_v612():
-    """arm_v7s_do_selftests as v6.12 has it: ARM_NS, coherent walk,
-    map_pages/unmap_pages with a count of 1 and a NULL gather, and the
-    "Partial unmap" loop that v6.13 deleted. Returns the table and the
+    """arm_v7s_do_selftests as v6.12 has it (the shared replay of
+    test_v7s, which keeps the "Partial unmap" loop that v6.13 deleted),
+    plus the v6.12 dummy ops' own limit: they have no tlb_flush_leaf, and
+    they WARN if no size bit is in the bitmap. Returns the table and the
     flush calls of each phase."""
-    pt = V7sTable(ias=32, oas=32, kernel=K, ns=True,
-                  pgsize_bitmap=SELFTEST_BITMAP)
-    phases = {}
-    for iova in (42, SZ_1G + 42, SZ_2G + 42):
-        assert pt.iova_to_phys(iova) == 0
-
-    sizes = [SZ_4K, SZ_64K, SZ_1M, SZ_16M]
-    iova = 0
-    for size in sizes:                              # distinct mappings
-        assert pt.map(iova, iova, size, RWXC, count=1) == size
-        before = pt.snapshot()
-        with pytest.raises(PgtableError) as exc:    # overlapping mappings
-            pt.map(iova, iova + size, size, IOMMU_READ | IOMMU_NOEXEC)
-        assert exc.value.errno == "EEXIST"
-        assert pt.snapshot() == before
-        assert pt.iova_to_phys(iova + 42) == iova + 42
-        iova += SZ_16M
-    phases["map"] = list(pt.tlb.calls)
-
-    mark = len(pt.tlb.calls)
-    size = SZ_4K                                    # 1 << __ffs(bitmap)
-    for i in range(1, len(sizes)):                  # partial unmap
-        iova_start = i * SZ_16M
-        assert pt.unmap(iova_start + size, size, None, 1) == size
-        assert pt.map(iova_start + size, size, size, IOMMU_READ) == size
-        assert pt.iova_to_phys(iova_start + size + 42) == size + 42
-    phases["partial"] = pt.tlb.calls[mark:]
-
-    mark = len(pt.tlb.calls)
-    iova = 0
-    for size in sizes:                              # full unmap
-        assert pt.unmap(iova, size, None, 1) == size
-        assert pt.iova_to_phys(iova + 42) == 0
-        assert pt.map(iova, iova, size, IOMMU_WRITE) == size
-        assert pt.iova_to_phys(iova + 42) == iova + 42
-        iova += SZ_16M
-    phases["full"] = pt.tlb.calls[mark:]
-
-    # dummy_tlb_flush / dummy_tlb_add_page WARN if no size bit is in the
-    # bitmap; the v6.12 dummy ops have no tlb_flush_leaf at all
+    pt, phases = run_selftest(K)
     for c in pt.tlb.calls:
         assert c[0] in ("tlb_flush_walk", "tlb_add_page"), c
         size = c[3] if c[0] == "tlb_add_page" else c[2]
