@@ -3,6 +3,8 @@
     iommu-viz scenario NAME [--kernel v5.4] [--lazy] [--fast] [--bbml N]
                             [--format text|svg|png|perfetto|json] [-o FILE]
     iommu-viz scenario --list
+    iommu-viz quiz [--seed N] [-c]
+    iommu-viz cheatsheet [--markdown]
     iommu-viz replay LOG [--fmt lpae|v7s] [--mtk] [--granule 4K]
                          [--kernel v5.4] [--ias BITS] [--device NAME]
                          [--format text|json|svg|png] [--tree]
@@ -22,6 +24,7 @@ import sys
 
 from ..sim.smmu import PERSONALITIES
 from ..pgtable.common import KERNELS, SZ_4K, short_size
+from . import quiz as _quiz
 
 __all__ = ["main", "parse_size"]
 
@@ -186,6 +189,7 @@ def _build_parser() -> argparse.ArgumentParser:
     prog.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show a progress bar")
     rp.set_defaults(func=_cmd_replay, parser=rp)
+    _quiz.add_parsers(sub)
     return p
 
 
@@ -421,8 +425,9 @@ def main(argv=None) -> int:
     except SystemExit as e:          # --help (0) or a usage error (2)
         return e.code if isinstance(e.code, int) else 2
     if args.command is None:
-        sys.stderr.write(f"{PROG}: error: choose a command, scenario or "
-                         f"replay (see '{PROG} --help')\n")
+        sys.stderr.write(f"{PROG}: error: choose a command, scenario, "
+                         f"replay, quiz or cheatsheet (see '{PROG} "
+                         "--help')\n")
         return 2
     try:
         return args.func(args)
