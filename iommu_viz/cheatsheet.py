@@ -225,6 +225,25 @@ class Sheet:
                 return r
         raise KeyError(f"no row {era} {strict} {caller}")
 
+    def folded(self):
+        """The rows to show: ``(era, mode, caller, row)`` with rows that
+        say the same folded together (an era whose every case is alike
+        becomes one row of ``any`` mode and caller; a caller alike in
+        both modes one row of mode ``both``)."""
+        out = []
+        for era in dict.fromkeys(r.era for r in self.rows):
+            rows = [r for r in self.rows if r.era == era]
+            if len({_same(r) for r in rows}) == 1:
+                out.append((era, "any", "any", rows[0]))
+                continue
+            for c in CALLERS:
+                pair = [r for r in rows if r.caller == c]
+                if len({_same(r) for r in pair}) == 1:
+                    out.append((era, "both", c, pair[0]))
+                else:
+                    out += [(era, r.mode, c, r) for r in pair]
+        return out
+
     def codes(self):
         """The "TLBI by" codes used, in first-use order."""
         seen = []
@@ -247,14 +266,16 @@ class Sheet:
         out.append(head.rstrip())
         out.append("-" * len(head.rstrip()))
         last_era = None
-        for r in self.rows:
-            era = r.era if r.era != last_era else ""
-            last_era = r.era
-            line = (f"{era:<6}{r.mode:<7}{r.caller:<10}{r.tlbi_by:<9}"
+        for era, mode, caller, r in self.folded():
+            shown = era if era != last_era else ""
+            last_era = era
+            line = (f"{shown:<6}{mode:<7}{caller:<10}{r.tlbi_by:<9}"
                     f"{r.closes:<13}" + "".join(
                         f"{'/'.join(r.cells[b]):<7}" for b in BBMLS))
             out.append(line.rstrip())
         out.append("")
+        out += _wrap("Rows alike are folded: mode 'both' (strict and "
+                     "lazy), 'any' (every mode and caller).", "")
         out.append("callers:")
         for c in CALLERS:
             out += _wrap(f"{c}: {CALLER_WORDS[c]}", "  ")
@@ -275,8 +296,8 @@ class Sheet:
         out = ["| era | mode | caller | TLBI by | window closes | "
                + " | ".join(f"BBML{b}" for b in BBMLS) + " |",
                "|---|---|---|---|---|" + "---|" * len(BBMLS)]
-        for r in self.rows:
-            out.append(f"| {r.era} | {r.mode} | {r.caller} | {r.tlbi_by} | "
+        for era, mode, caller, r in self.folded():
+            out.append(f"| {era} | {mode} | {caller} | {r.tlbi_by} | "
                        f"{r.closes} | " + " | ".join(
                            "/".join(r.cells[b]) for b in BBMLS) + " |")
         out.append("")
@@ -284,7 +305,9 @@ class Sheet:
                    "returns and before any later sync, as "
                    "*unmapped page*/*neighbour page*: T translated, "
                    "F fault, S stale, C conflict (allowed by the "
-                   "architecture, not what one SMMU picks).")
+                   "architecture, not what one SMMU picks). Rows alike "
+                   "are folded: mode *both* is strict and lazy, *any* "
+                   "every mode and caller.")
         out.append("")
         for c in CALLERS:
             out.append(f"- caller `{c}`: {CALLER_WORDS[c]}.")
@@ -295,6 +318,11 @@ class Sheet:
         for n in self.notes:
             out.append(f"- {n}")
         return "\n".join(out)
+
+
+def _same(row):
+    """What a row says, without its era, mode and caller."""
+    return (row.tlbi_by, row.closes, tuple(sorted(row.cells.items())))
 
 
 def _wrap(text, indent):
