@@ -63,7 +63,10 @@ END = "<!-- cheatsheet:end -->"
 CALLER_WORDS = {
     "unmap": "strict: iommu_unmap(); lazy: the DMA API's unmap "
              "(__iommu_dma_unmap: iommu_unmap_fast() with a queued "
-             "gather, no sync; the range waits in the flush queue)",
+             "gather, no sync; the range waits in the flush queue). The "
+             "DMA API unmaps whole buffers, so its lazy row is the flush "
+             "queue applied to this case; a raw user's iommu_unmap() on a "
+             "lazy domain still syncs its gather, as fast+sync does",
     "fast+sync": "iommu_unmap_fast() then iommu_iotlb_sync() on its gather",
     "fast": "iommu_unmap_fast(), and the caller never syncs",
 }
