@@ -470,9 +470,21 @@ class Problem:
         """``(Simulation, {label: Access})``, a fresh run."""
         return run_ops(self.config, self.ops)
 
+    def _recorded(self):
+        """One run kept for the answers (a run is deterministic, and
+        nothing here changes it)."""
+        got = self.__dict__.get("_run")
+        if got is None:
+            got = self.run()
+            sim, labelled = got
+            object.__setattr__(self, "_run", got)
+            object.__setattr__(self, "_answers", _answers(sim, labelled))
+        return got
+
     def answers(self) -> Answers:
-        sim, labelled = self.run()
-        return _answers(sim, labelled)
+        """The model's answers (computed once per problem)."""
+        self._recorded()
+        return self.__dict__["_answers"]
 
     def text(self, answers: bool = False) -> str:
         """The problem as plain text (ASCII, at most 72 columns); with
@@ -480,7 +492,7 @@ class Problem:
         ans = self.answers()
         mode = "strict" if self.config["strict"] else "lazy"
         head = [f"iommu-viz quiz, seed {self.seed}", ""]
-        sim, _ = self.run()
+        sim, _ = self._recorded()
         ttl = ("the driver sends TTL hints and the SMMU honours them"
                if sim.ttl_hints else "this era's driver sends no TTL hints")
         head += textwrap.wrap(
