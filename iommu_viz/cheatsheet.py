@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .pgtable.common import KERNELS, SZ_2M, SZ_4K, short_size
-from .quiz import LETTERS, OUTCOMES, run_ops, scenario_text
+from .quiz import LETTERS, OUTCOMES, cmd_issuer, run_ops, scenario_text
 
 __all__ = ["CALLERS", "BBMLS", "Row", "Sheet", "build", "case_ops",
            "readme_block", "write_readme", "START", "END"]
@@ -139,14 +139,14 @@ def _window(sim):
     """(tlbi_by code, closes words) read from one run's events."""
     ret = next(ev for ev in sim.events if ev.kind == "return"
                and "unmap" in ev.func)
-    if not ev_unmapped(ret):
+    if not ret.detail.get("unmapped", 0):
         return "refused", "no split"
     for ev in sim.events:
         if ev.kind != "invalidate" or _block_key() not in \
                 [tuple(r) for r in ev.detail.get("removed", ())]:
             continue
         kind = sim.ops[ev.op]["op"]
-        issuer = _issuer(sim, ev)
+        issuer = cmd_issuer(sim, ev)
         if kind in ("unmap", "unmap_fast"):
             if issuer == "arm_smmu_iotlb_sync":
                 return "sync", "in the call"
@@ -163,20 +163,6 @@ def _window(sim):
            for ev in sim.events):
         return "TTL", "never"
     return "-", "never"
-
-
-def ev_unmapped(ret_event) -> int:
-    return ret_event.detail.get("unmapped", 0)
-
-
-def _issuer(sim, inv):
-    op = inv.func.removeprefix("SMMU executes ")
-    for ev in reversed(sim.events[:inv.step]):
-        if ev.op != inv.op:
-            break
-        if ev.kind == "cmd_issue" and ev.detail.get("op") == op:
-            return ev.func
-    return "?"
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from .sim import Simulation
 
 __all__ = ["OUTCOMES", "LETTERS", "Problem", "Answers", "AccessAnswer",
            "TlbAnswer", "make_problem", "check_seed", "build",
-           "scenario_text", "run_ops"]
+           "scenario_text", "run_ops", "cmd_issuer"]
 
 #: The outcomes a question offers, in the order they are listed.
 OUTCOMES = ("translated", "fault", "stale", "conflict")
@@ -288,7 +288,7 @@ def _story(sim, start, stop):
     return out
 
 
-def _cmd_issuer(sim, inv):
+def cmd_issuer(sim, inv):
     """The driver function that queued the command an ``invalidate``
     event carried out: the last ``cmd_issue`` of that command in the
     same API call."""
@@ -428,7 +428,7 @@ def _tlb_answer(sim):
                     [tuple(r) for r in ev.detail.get("removed", ())]:
                 gone = (f"removed at step {ev.step} by "
                         f"{ev.func.removeprefix('SMMU executes ')} "
-                        f"(queued by {_cmd_issuer(sim, ev)})")
+                        f"(queued by {cmd_issuer(sim, ev)})")
             elif ev.kind == "evict" and f"0x{iova:x}" in ev.text:
                 gone = f"evicted at step {ev.step} ({ev.func})"
         reasons.append(f"{words}: {gone}.")
