@@ -508,8 +508,9 @@ class Problem:
             "labelled access? Choose one or more of: "
             + ", ".join(OUTCOMES) + ".", WIDTH)
         lines += textwrap.wrap(
-            "TLB: which of these translations does the TLB still hold "
-            "when the scenario ends?", WIDTH)
+            "TLB: which of these cached translations has no invalidation "
+            "removed when the scenario ends? (An SMMU may also evict any "
+            "entry at any time; this asks what no command removed.)", WIDTH)
         for i, (_, words) in enumerate(ans.tlb.candidates):
             lines.append(f"  {chr(97 + i)}) {words}")
         if not answers:

@@ -70,7 +70,7 @@ class QuizSession:
                 a.reasons))
         tlb = answers.tlb
         questions.append(Question(
-            "TLB", "TLB: which translations does it still hold at the end?",
+            "TLB", "TLB: which cached translations has no invalidation removed at the end?",
             tuple((chr(97 + i), f"{chr(97 + i)}) {words}")
                   for i, (_, words) in enumerate(tlb.candidates)),
             frozenset(chr(97 + i) for i, (k, _) in enumerate(tlb.candidates)
