@@ -394,7 +394,8 @@ def _access_reasons(sim, access, since):
         reasons.append(_bbml_rule(sim, matches))
     if sim.personality == "coherent" and matches:
         reasons.append("A QEMU-like SMMU carries out commands as they are "
-                       "queued and uses its cached entry when it has one.")
+                       "queued and uses its cached entry when it has one, "
+                       "so a walk's answer is not an option.")
     allowed = [o for o in OUTCOMES if o in access.allowed]
     reasons.append(f"Allowed: {', '.join(allowed)}. This SMMU "
                    f"({sim.personality}) picked: {access.outcome}.")
