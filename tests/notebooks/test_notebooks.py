@@ -80,6 +80,8 @@ def _anchors():
 @pytest.mark.parametrize("path", BOOKS, ids=[b.stem for b in BOOKS])
 def test_notebook_links_glossary_and_sources(path):
     text = _markdown(path)
+    assert not re.search(r"\{(ident|src|commit|lore|g)\(", text), \
+        f"{path.name}: an unexpanded link template"
     used = set(re.findall(r"\.\./docs/glossary\.md#([a-z0-9_-]+)", text))
     missing = used - _anchors()
     assert not missing, f"{path.name} links missing glossary terms {missing}"
