@@ -37,6 +37,7 @@ from matplotlib.ticker import MaxNLocator
 from .common import OKABE_ITO, ascii_only, fit_lines
 
 __all__ = ["timeline_figure", "timeline_compare", "timeline_text",
+           "timeline_compare_ms", "window_times",
            "hazard_windows", "lanes_of", "LANE_LABELS", "WINDOW_LABELS",
            "OUTCOME_STYLE", "CATEGORY_STYLE"]
 
@@ -454,3 +455,173 @@ def timeline_text(run, width=72, upto=None) -> str:
                 what = f"closes after step {i}"
             out.append(f"{'':>15}{tag}+-- {WINDOW_LABELS[kind]} {what}")
     return "\n".join(fit_lines(out, width)) + "\n"
+
+
+# ------------------------------------------------------- time axis (ms)
+
+def _unmap_return(events):
+    """The step where the first unmap call of the run returns, or None."""
+    for ev in events:
+        if ev.kind == "return" and "unmap" in ev.func:
+            return ev.step
+    return None
+
+
+def window_times(run, returns=None) -> dict:
+    """The run's hazard windows on the logical clock, with the unmap's
+    return: ``{"return_step", "return_ms", "windows": [(kind, start_ms,
+    end_ms, still_open), ...], "after_return_ms"}``.
+
+    A window ends when the first state without it is recorded (the time of
+    that step); one still open at the end of the run ends at the last
+    step's time. ``after_return_ms`` is how long a stale translation stays
+    reachable after the unmap returned (0 when every stale window closed
+    before the return). ``returns`` overrides the return step (default:
+    the first ``return`` event of a function whose name contains
+    ``unmap``)."""
+    events, _ = _check_run(run)
+    if returns is None:
+        returns = _unmap_return(events)
+    if returns is not None:
+        _upto(events, returns)
+    t_ret = events[returns].time_us if returns is not None else None
+    out = []
+    after = 0.0
+    last = len(events) - 1
+    for kind, a, b, _reasons in hazard_windows(run):
+        still_open = b == last
+        t0 = events[a].time_us
+        t1 = events[b].time_us if still_open else events[b + 1].time_us
+        out.append((kind, t0 / 1000, t1 / 1000, still_open))
+        if kind == "stale" and returns is not None and b >= returns:
+            after = max(after, (t1 - max(t0, t_ret)) / 1000)
+    return {"return_step": returns,
+            "return_ms": None if t_ret is None else t_ret / 1000,
+            "windows": out, "after_return_ms": after}
+
+
+#: Lanes of the ms view: what a reader needs to see the window and what
+#: closes it (TLB fills and descriptor writes would pile up at t=0).
+_MS_LANES = ("cpu", "cmdq", "device", "fq")
+_MS_CPU_KINDS = {"call", "return", "advance"}
+
+
+def _ms_window_words(info):
+    after = info["after_return_ms"]
+    stale = [w for w in info["windows"] if w[0] == "stale"]
+    if not stale:
+        return "no stale window"
+    if after == 0:
+        return "stale window closes before the unmap returns (0 ms after)"
+    tail = " (still open at the end)" if any(w[3] for w in stale) else ""
+    return f"stale window: {after:g} ms after the unmap returns{tail}"
+
+
+def _draw_ms(ax, run, label, xmax, returns=None):
+    events, _ = _check_run(run)
+    info = window_times(run, returns)
+    lanes = [a for a in _MS_LANES if a != "fq" or
+             any(e.actor == "fq" for e in events)]
+    ypos = {a: len(lanes) - 1 - i for i, a in enumerate(lanes)}
+    min_w = xmax / 150          # a window of 0 ms still shows as a sliver
+    for kind, t0, t1, _open in info["windows"]:
+        colour, hatch = WINDOW_STYLE[kind]
+        p = ax.axvspan(t0, max(t1, t0 + min_w), facecolor=colour,
+                       alpha=0.18, hatch=hatch, edgecolor=colour,
+                       linewidth=0.8, zorder=0)
+        p.set_gid(f"window:{kind}:{t0:g}-{t1:g}ms")
+    groups: dict = {}
+    outcomes: dict = {}
+    for ev in events:
+        if ev.actor not in ypos:
+            continue
+        if ev.actor == "cpu" and ev.kind not in _MS_CPU_KINDS:
+            continue
+        x, y = ev.time_us / 1000, ypos[ev.actor]
+        if ev.kind == "access" and ev.detail.get("outcome") in OUTCOME_STYLE:
+            outcomes.setdefault(ev.detail["outcome"], []).append((x, y))
+        else:
+            groups.setdefault(_category(ev), []).append((x, y))
+    handles = []
+    for cat, (lab, marker, colour) in CATEGORY_STYLE.items():
+        pts = groups.get(cat)
+        if pts:
+            handles.append(ax.scatter([p[0] for p in pts], [p[1] for p in pts],
+                                      marker=marker, s=28, color=colour,
+                                      label=lab, zorder=4, linewidths=1.2))
+    for oc, (lab, marker, colour) in OUTCOME_STYLE.items():
+        pts = outcomes.get(oc)
+        if pts:
+            handles.append(ax.scatter([p[0] for p in pts], [p[1] for p in pts],
+                                      marker=marker, s=90, color=colour,
+                                      label=lab, edgecolors="black",
+                                      linewidths=0.8, zorder=5))
+    if info["return_ms"] is not None:
+        r = info["return_ms"]
+        ln = ax.axvline(r, color="black", linestyle="--", linewidth=1.2,
+                        zorder=6)
+        ln.set_gid(f"return:{r:g}ms")
+        ret_ev = events[info["return_step"]]
+        # inside the axes, just right of the line, under the top edge:
+        # one label per panel, so panels never overlap each other's text
+        ax.annotate(f"{ret_ev.func} returns", (r, 1.0),
+                    xycoords=("data", "axes fraction"), xytext=(4, -3),
+                    textcoords="offset points", fontsize=7, va="top",
+                    ha="left")
+    ax.set_yticks([ypos[a] for a in lanes])
+    ax.set_yticklabels([LANE_LABELS[a] for a in lanes], fontsize=8)
+    ax.set_ylim(-0.6, len(lanes) - 0.4)
+    for i in range(len(lanes)):
+        ax.axhline(i, color="#DDDDDD", linewidth=0.6, zorder=0)
+    ax.set_title(f"{label}: {_ms_window_words(info)}", fontsize=9,
+                 loc="left")
+    return handles, info
+
+
+def timeline_compare_ms(run_a, run_b, labels=("strict", "lazy"),
+                        returns=(None, None)):
+    """Two runs on one **time axis in ms** (logical time), stacked: each
+    panel marks where the unmap returns (dashed line), shades the stale
+    and conflict windows by their length in ms (a window of 0 ms shows as
+    a sliver) and prints, in its own title, how long the window stays open
+    after the unmap returns. Unlike :func:`timeline_compare`, whose x axis
+    counts steps, widths here are durations, so a lazy flush queue's 10 ms
+    window looks ten milliseconds wide and a strict unmap's looks empty.
+
+    ``returns`` gives each run's return step (default: its first unmap
+    return). Returns the Figure; :func:`window_times` gives the numbers."""
+    if len(labels) != 2:
+        raise ValueError(f"labels {labels!r} must name exactly two runs")
+    if len(returns) != 2:
+        raise ValueError(f"returns {returns!r} must give one step per run")
+    ea, _ = _check_run(run_a)
+    eb, _ = _check_run(run_b)
+    xmax = max(1.0, max(e.time_us for e in list(ea) + list(eb)) / 1000)
+    lanes = max(len(_MS_LANES) - (0 if any(e.actor == "fq" for e in r) else 1)
+                for r in (ea, eb))
+    size = (10.0, 2 * (0.75 + 0.5 * lanes) + _MARGIN_B + _MARGIN_T + 0.3)
+    fig = _new_figure(size, rows=2)
+    ax1 = fig.add_subplot(2, 1, 1)
+    ax2 = fig.add_subplot(2, 1, 2, sharex=ax1)
+    handles = []
+    for ax, run, label, ret in ((ax1, run_a, labels[0], returns[0]),
+                                (ax2, run_b, labels[1], returns[1])):
+        hs, _ = _draw_ms(ax, run, label, xmax, ret)
+        handles += hs
+    pad = xmax * 0.03
+    ax1.set_xlim(-pad, xmax + pad)
+    ax1.tick_params(labelbottom=False)
+    ax2.set_xlabel("logical time (ms)", fontsize=8)
+    ax2.tick_params(axis="x", labelsize=8)
+    seen = {}
+    for h in handles:
+        seen.setdefault(h.get_label(), h)
+    extra = [Patch(facecolor=WINDOW_STYLE[k][0], alpha=0.3,
+                   hatch=WINDOW_STYLE[k][1], edgecolor=WINDOW_STYLE[k][0],
+                   label=WINDOW_LABELS[k]) for k in ("stale", "conflict")]
+    extra.append(Line2D([], [], color="black", linestyle="--",
+                        label="the unmap call returns"))
+    ax1.legend(handles=list(seen.values()) + extra, fontsize=7,
+               loc="upper left", bbox_to_anchor=(1.005, 1.0),
+               borderaxespad=0.0, frameon=False)
+    return fig
