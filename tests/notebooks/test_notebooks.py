@@ -58,7 +58,8 @@ def test_the_workbook_is_there():
     for expected in ("01_page_tables.ipynb", "02_splitting_a_block.ipynb",
                      "03_deferred_invalidation.ipynb",
                      "04_strict_vs_lazy.ipynb", "05_the_2019_thread.ipynb",
-                     "06_your_own_system.ipynb", "A1_v7s_appendix.ipynb"):
+                     "06_your_own_system.ipynb",
+                     "07_exercises_and_cheat_sheet.ipynb", "A1_v7s_appendix.ipynb"):
         assert expected in names
 
 
