@@ -481,10 +481,10 @@ def parse(text: str, source: str = "<string>") -> Scenario:
             raise err("wrong number of arguments",
                       f"{op} takes {want}; got {len(got)}")
         args = {}
-        for kind, text in zip(kinds, got):
+        for kind, word in zip(kinds, got):
             kind = kind.rstrip("?")
             try:
-                args[_ARG_NAME.get(kind, kind)] = _arg(kind, text)
+                args[_ARG_NAME.get(kind, kind)] = _arg(kind, word)
             except ValueError as e:
                 raise err(_RULE[kind], str(e)) from None
         if op == "gather":
