@@ -48,6 +48,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..pgtable import common as _pgcommon
+from ..pgtable.common import PgtableError
 from ..sim import ApiError, Simulation
 
 __all__ = ["Scenario", "ScenarioError", "Op", "parse", "to_text",
@@ -143,14 +144,15 @@ def parse_value(name: str, text: str):
     if default is None:
         if text.lower() in _NONE:
             return None
-        b = _bool(text)
-        if b is not None:
-            return b
         try:
             return parse_number(text)
         except ValueError:
+            pass
+        b = _bool(text)
+        if b is None:
             raise ValueError(f"{name} takes none, yes, no or a number, not "
-                             f"{text!r}") from None
+                             f"{text!r}")
+        return b
     return text
 
 
@@ -341,7 +343,7 @@ class Scenario:
                     "its guard)")
             try:
                 _execute(sim, op, gathers)
-            except (ApiError, ValueError) as e:
+            except (ApiError, PgtableError, ValueError) as e:
                 if op.refused:
                     continue
                 raise ScenarioError(self.source, op.line, "refused by the "
@@ -493,8 +495,6 @@ def parse(text: str, source: str = "<string>") -> Scenario:
             raise err("undefined gather", f"{args['gather']} is not made by "
                       "a gather line before this one")
         ops.append(Op(n, op, args, label, guard, refused))
-    if not ops:
-        raise ScenarioError(source, 0, "no ops", "the file has no op lines")
     return Scenario(config, params, ops, source, text,
                     _description(lines), config_lines)
 

@@ -56,6 +56,9 @@ def test_stepper_steps_in_chromium(page_file):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
+            page.route("**/*", lambda route: route.continue_()
+                       if route.request.url.startswith("file:")
+                       else route.abort())
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(page_file.as_uri())
