@@ -72,10 +72,11 @@ def _cmd_run(args) -> int:
     if args.file is None and args.matrix and "=" not in args.matrix[-1]:
         args.file = args.matrix.pop()      # run --matrix k=a,b FILE
     if args.file is None:
-        args.parser.error("give a scenario FILE ('-' for standard input)")
+        raise CliError("run: give a scenario FILE ('-' for standard "
+                       "input)", 2)
     if args.matrix and args.format not in MATRIX_FORMATS:
-        args.parser.error(f"--matrix writes text or json, not "
-                          f"--format {args.format}")
+        raise CliError(f"run: --matrix writes text or json, not "
+                       f"--format {args.format}", 2)
     text, source = _read(args.file)
     try:
         sc = parse(text, source=source)

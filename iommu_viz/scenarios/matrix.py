@@ -26,6 +26,8 @@ Example::
 from __future__ import annotations
 
 import itertools
+import os
+import textwrap
 from dataclasses import dataclass, replace
 
 from .format import (ALIASES, ScenarioError, parse_bool, parse_value,
@@ -108,10 +110,12 @@ class Matrix:
             cells = [_cell(self.allowed[lb].get(conf)) for lb in self.labels]
             w = max(len(s) for s in values + cells + ["-"])
             cols.append((values, cells, w))
-        out = [f"Allowed outcomes of {self.source}'s labelled accesses in "
-               f"{len(self.configurations)} configuration"
-               f"{'s' if len(self.configurations) != 1 else ''}",
-               "T translated, F fault, S stale, C conflict, - line not run"]
+        n = len(self.configurations)
+        out = textwrap.wrap(
+            f"Allowed outcomes of {os.path.basename(self.source)}'s "
+            f"labelled accesses in {n} configuration{'s' if n != 1 else ''}",
+            width) + ["T translated, F fault, S stale, C conflict, - line "
+                      "not run"]
         start = 0
         while start < len(cols):
             used = head
