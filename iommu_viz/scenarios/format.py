@@ -346,8 +346,9 @@ class Scenario:
             except (ApiError, PgtableError, ValueError) as e:
                 if op.refused:
                     continue
-                raise ScenarioError(self.source, op.line, "refused by the "
-                                    "model", f"{op.op}: {e}") from None
+                raise ScenarioError(self.source, op.line,
+                                    "refused by the model",
+                                    f"{op.op}: {e}") from None
             if op.refused:
                 raise ScenarioError(self.source, op.line, "not refused",
                                     f"the line says the model refuses this "
