@@ -62,14 +62,12 @@ NEIGHBOUR = BLOCK_IOVA + 0x2000  # a page that stays mapped
 
 #: The knobs the named files declare (``param`` lines), at their defaults.
 KNOBS = {"fast": False, "sync_after": True, "speculate": False}
-#: The options the widgets offer (a Simulation default for each, or the
-#: knob's): the keys ``run`` has always taken.
-DEFAULTS = {k: sim_options()[k] for k in (
-    "fmt", "kernel", "strict")} | {"fast": False, "sync_after": True} | {
-    k: sim_options()[k] for k in (
-        "split_sync", "deferred_gather", "bbml", "personality", "ttl_hints",
-        "walk_cache", "tlb_entries")} | {"speculate": False,
-                                         "split_nt": sim_options()["split_nt"]}
+#: The options the widgets offer, at Simulation's defaults or the knobs':
+#: the keys ``run`` has always taken.
+DEFAULTS = {k: KNOBS[k] if k in KNOBS else sim_options()[k] for k in (
+    "fmt", "kernel", "strict", "fast", "sync_after", "split_sync",
+    "deferred_gather", "bbml", "personality", "ttl_hints", "walk_cache",
+    "tlb_entries", "speculate", "split_nt")}
 
 #: The shipped files' order in :func:`catalog`; any other file follows.
 _ORDER = ("seed", "seed-conflict", "strict-vs-lazy", "vfio-refuses",

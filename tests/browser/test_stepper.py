@@ -23,19 +23,9 @@ if not Path(CHROMIUM).exists():
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-SEED = """\
-# the seed thread: unmap 4K of a live 2M block without a sync
-config kernel=v5.4 strict bbml=0 smmu=adversarial
-map 0x40000000 0x80000000 2M
-access 0x40001000
-gather g
-unmap_fast 0x40001000 4K g
-A1: access 0x40001000
-speculate 0x40002000
-A2: access 0x40002000
-sync g
-A3: access 0x40001000
-"""
+#: the issue's example (the seed thread as a scenario file)
+SEED = (Path(__file__).resolve().parents[1] / "scenarios"
+        / "issue-example.scn").read_text()
 
 
 @pytest.fixture(scope="module")

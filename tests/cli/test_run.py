@@ -8,24 +8,16 @@ import io
 import json
 import time
 
+from pathlib import Path
+
 import pytest
 
 from iommu_viz import scenarios
 from iommu_viz.cli import main
 
-SEED = """\
-# the seed thread: unmap 4K of a live 2M block without a sync
-config kernel=v5.4 strict bbml=0 smmu=adversarial
-map 0x40000000 0x80000000 2M
-access 0x40001000
-gather g
-unmap_fast 0x40001000 4K g
-A1: access 0x40001000
-speculate 0x40002000
-A2: access 0x40002000
-sync g
-A3: access 0x40001000
-"""
+#: the issue's example (the seed thread as a scenario file)
+SEED = (Path(__file__).resolve().parents[1] / "scenarios"
+        / "issue-example.scn").read_text()
 MATRIX = ["kernel=v4.20,v5.4,v6.12,v6.13", "bbml=0,2", "strict=yes,no"]
 
 

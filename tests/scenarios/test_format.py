@@ -3,25 +3,16 @@ errors (file, line, rule) for what it must not say."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from iommu_viz import SZ_2M, SZ_4K, Simulation
 from iommu_viz.scenarios import ScenarioError, load, parse, to_text
 from iommu_viz.scenarios.format import parse_number, sim_options
 
-SEED = """\
-# the seed thread: unmap 4K of a live 2M block without a sync
-config kernel=v5.4 strict bbml=0 smmu=adversarial
-map 0x40000000 0x80000000 2M
-access 0x40001000
-gather g
-unmap_fast 0x40001000 4K g
-A1: access 0x40001000
-speculate 0x40002000
-A2: access 0x40002000
-sync g
-A3: access 0x40001000
-"""
+#: the issue's example (the seed thread as a scenario file)
+SEED = (Path(__file__).resolve().parent / "issue-example.scn").read_text()
 
 
 def by_hand():
