@@ -80,7 +80,8 @@ def _cmd_run(args) -> int:
     text, source = _read(args.file)
     try:
         sc = parse(text, source=source)
-        overrides = {k: vals[0][1] for k, vals in parse_axes(args.set, sc)}
+        overrides = {k: vals[0][1]
+                     for k, vals in parse_axes(args.set, sc, "--set")}
         if args.matrix:
             if overrides:
                 sc = _fixed(sc, overrides)

@@ -297,6 +297,23 @@ class Scenario:
         aliases and this file's params."""
         return sorted(set(sim_options()) | set(ALIASES) | set(self.params))
 
+    def read_option(self, key: str, text: str, source: str = "<option>"):
+        """``(name, value)`` of option or param ``key`` written as
+        ``text`` (``"kernel", "v6.12"`` -> ``("kernel", "v6.12")``);
+        :class:`ScenarioError` names ``source`` and the rule."""
+        name = ALIASES.get(key, key)
+        try:
+            if name in self.params:
+                return name, parse_bool(text)
+            if name in sim_options():
+                return name, parse_value(name, text)
+        except ValueError as e:
+            raise ScenarioError(source, 0, "bad option value",
+                                f"{key}: {e}") from None
+        raise ScenarioError(source, 0, "unknown option",
+                            f"{key!r}; choose from " + ", ".join(
+                                self.options()))
+
     def resolve(self, overrides: dict) -> tuple[dict, dict]:
         """``(config, params)`` with ``overrides`` applied; raises
         :class:`ScenarioError` for an unknown name or a bad param value."""

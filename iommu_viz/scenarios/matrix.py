@@ -30,8 +30,7 @@ import os
 import textwrap
 from dataclasses import dataclass, replace
 
-from .format import (ALIASES, ScenarioError, parse_bool, parse_value,
-                     sim_options)
+from .format import ALIASES, ScenarioError
 
 __all__ = ["Matrix", "matrix", "parse_axes", "LETTERS"]
 
@@ -41,42 +40,30 @@ _WIDTH = 72
 _MAX_VALUE = 12
 
 
-def parse_axes(specs, scenario) -> list:
+def parse_axes(specs, scenario, source="--matrix") -> list:
     """``["kernel=v4.20,v5.4", "bbml=0,2"]`` -> ``[(name, [(text, value),
     ...]), ...]``; names are Simulation options (or aliases) or the
-    scenario's params, values read as a ``config`` line reads them."""
+    scenario's params, values read as a ``config`` line reads them
+    (:meth:`Scenario.read_option`). ``source`` names the specs' origin
+    in errors."""
     axes = []
     seen = set()
-    opts = sim_options()
     for spec in specs:
         key, eq, vals = spec.partition("=")
-        name = ALIASES.get(key, key)
         if not eq or not vals:
-            raise ScenarioError("--matrix", 0, "bad matrix axis",
-                                f"{spec!r}: write key=value1,value2")
+            raise ScenarioError(source, 0, "bad matrix axis" if source ==
+                                "--matrix" else "bad setting",
+                                f"{spec!r}: write key=value"
+                                + (",value..." if source == "--matrix"
+                                   else ""))
+        name = ALIASES.get(key, key)
         if name in seen:
-            raise ScenarioError("--matrix", 0, "bad matrix axis",
+            raise ScenarioError(source, 0, "bad matrix axis",
                                 f"{key} is given twice")
         seen.add(name)
-        values = []
-        for text in vals.split(","):
-            try:
-                if name in scenario.params:
-                    value = parse_bool(text)
-                elif name in opts:
-                    value = parse_value(name, text)
-                else:
-                    raise ScenarioError(
-                        "--matrix", 0, "unknown option",
-                        f"{key!r}; choose from " + ", ".join(
-                            scenario.options()))
-            except ValueError as e:
-                if isinstance(e, ScenarioError):
-                    raise
-                raise ScenarioError("--matrix", 0, "bad option value",
-                                    f"{key}: {e}") from None
-            values.append((text, value))
-        axes.append((key, values))
+        texts = vals.split(",") if source == "--matrix" else [vals]
+        axes.append((key, [(t, scenario.read_option(key, t, source)[1])
+                           for t in texts]))
     return axes
 
 

@@ -145,6 +145,8 @@ def test_errors_exit_2_naming_file_line_and_rule(capsys, tmp_path, text,
     (["run", "seed", "--matrix", "bbml=0,7"], 2, "bbml 7 must be 0, 1 or 2"),
     (["run", "seed", "--matrix", "bbml"], 2, "bad matrix axis"),
     (["run", "seed", "--set", "kernel=v9"], 2, "kernel 'v9' is not"),
+    (["run", "seed", "--set", "bbml"], 2, "--set: bad setting"),
+    (["run", "seed", "--set", "fast=perhaps"], 2, "'perhaps' is not yes"),
 ])
 def test_usage_errors(capsys, argv, status, message):
     code = main(argv)
