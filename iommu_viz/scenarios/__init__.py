@@ -1,21 +1,27 @@
-"""Named, parameterised scenarios: the 2019 thread's cases and more.
+"""Scenarios: cases written as plain-text files, one IOMMU API call a line.
 
-A scenario is a function that drives a :class:`~iommu_viz.Simulation` and
-returns it. Every scenario takes the same keyword options, so widgets and
-the command line can flip them:
+A scenario file (grammar and examples in ``docs/scenario-format.md``) is
+read with :func:`load` or :func:`parse` into a :class:`Scenario`; its
+``run(**overrides)`` executes it on a fresh :class:`~iommu_viz.Simulation`
+and ``to_text(sim)`` (or ``sim.to_scenario()``) writes any run back as a
+file. :func:`matrix` runs one file over several configurations and
+tabulates the outcomes the architecture allows for its labelled accesses.
 
-``fmt``         page-table format, ``"lpae"`` or ``"v7s"`` (2 MiB then
-                means two 1 MiB sections)
-``kernel``      era, ``"v4.20"``, ``"v5.4"``, ``"v6.12"``, ``"v6.13"``
-``strict``      False for lazy mode (flush queue)
+The named scenarios (the 2019 thread's cases and more) are such files,
+shipped in ``iommu_viz/scenarios/files``; :func:`named` loads one,
+:func:`catalog` lists them. For the widgets and notebooks each is also a
+function taking the same keyword options: Simulation options (``fmt``,
+``kernel``, ``strict``, ``bbml``, ``personality``, ``ttl_hints``,
+``split_sync``, ``deferred_gather``, ``split_nt``, ...) and the file's
+params, its knobs:
+
 ``fast``        use ``iommu_unmap_fast`` (and ``sync_after``) instead of
                 ``iommu_unmap``
 ``sync_after``  with ``fast``: whether the caller calls ``iotlb_sync``
-``split_sync``  None (era default) or force the split's own sync on/off
-``deferred_gather``  False: each gathered page is invalidated at once
-``bbml``, ``personality``, ``ttl_hints``, ``walk_cache``, ``tlb_entries``
 ``speculate``   the SMMU speculatively caches a neighbouring page
-``split_nt``    the split follows the BBML1 nT sequence (an experiment)
+
+A knob a file does not declare is ignored (``strict-vs-lazy`` has no
+``fast``), as the functions always did.
 
 Example::
 
@@ -25,171 +31,139 @@ Example::
     ['translated', 'stale', 'translated', 'stale', 'translated']
     >>> [name for name, _ in scenarios.catalog()][:2]
     ['seed', 'seed-conflict']
+    >>> sc = scenarios.named("seed")
+    >>> sc.params
+    {'fast': False, 'sync_after': True, 'speculate': False}
+    >>> sorted(sc.run(fast=True, sync_after=False).accesses[1].allowed)
+    ['fault', 'stale']
 """
 
 from __future__ import annotations
 
-from ..pgtable.common import SZ_2M, SZ_4K, SZ_1G
-from ..sim import ApiError, Simulation
+import functools
+import os
+from importlib import resources
+from pathlib import Path
+
+from .format import (ALIASES, OPS, Op, Scenario, ScenarioError, parse,
+                     parse_value, sim_options, to_text)
+from .matrix import Matrix, matrix, parse_axes
+
+__all__ = ["Scenario", "ScenarioError", "Op", "Matrix", "load", "parse",
+           "to_text", "named", "names", "catalog", "get", "run", "matrix",
+           "parse_axes", "parse_value", "sim_options", "DEFAULTS", "OPS",
+           "ALIASES", "seed", "seed_conflict", "strict_vs_lazy",
+           "vfio_refuses", "gigabyte_split", "ttl_split"]
 
 BLOCK_IOVA = 0x40000000
 BLOCK_PA = 0x80000000
 PAGE = BLOCK_IOVA + 0x1000       # the 4K page unmapped out of the block
 NEIGHBOUR = BLOCK_IOVA + 0x2000  # a page that stays mapped
 
-_SIM_KEYS = ("kernel", "strict", "bbml", "personality", "ttl_hints",
-             "walk_cache", "tlb_entries", "split_sync", "deferred_gather",
-             "caller", "fmt", "granule", "split_nt")
+#: The knobs the named files declare (``param`` lines), at their defaults.
+KNOBS = {"fast": False, "sync_after": True, "speculate": False}
+#: The options the widgets offer, at Simulation's defaults or the knobs':
+#: the keys ``run`` has always taken.
+DEFAULTS = {k: KNOBS[k] if k in KNOBS else sim_options()[k] for k in (
+    "fmt", "kernel", "strict", "fast", "sync_after", "split_sync",
+    "deferred_gather", "bbml", "personality", "ttl_hints", "walk_cache",
+    "tlb_entries", "speculate", "split_nt")}
 
-DEFAULTS = dict(fmt="lpae", kernel="v5.4", strict=True, fast=False,
-                sync_after=True,
-                split_sync=None, deferred_gather=True, bbml=0,
-                personality="typical", ttl_hints=True, walk_cache=True,
-                tlb_entries=None, speculate=False, split_nt=False)
-
-
-def _sim(opts):
-    return Simulation(**{k: v for k, v in opts.items() if k in _SIM_KEYS})
-
-
-def _opts(kw):
-    unknown = set(kw) - set(DEFAULTS) - set(_SIM_KEYS)
-    if unknown:
-        raise ValueError("unknown scenario option(s): " + ", ".join(sorted(unknown))
-                         + "; known: " + ", ".join(sorted(DEFAULTS)))
-    o = dict(DEFAULTS)
-    o.update(kw)
-    return o
+#: The shipped files' order in :func:`catalog`; any other file follows.
+_ORDER = ("seed", "seed-conflict", "strict-vs-lazy", "vfio-refuses",
+          "gigabyte-split", "ttl-split")
+_SUFFIX = ".scn"
 
 
-def _partial_unmap(sim, o, iova, size):
-    """Unmap part of a block the way the options say."""
-    if o["fast"]:
-        g = sim.new_gather()
-        sim.unmap_fast(iova, size, g)
-        return g
-    sim.unmap(iova, size)
-    return None
+def _files():
+    return resources.files(__name__) / "files"
 
 
-def seed(**kw) -> Simulation:
-    """The seed thread's case: map a 2 MiB block, the device reads it,
-    unmap one 4K page inside it, the device reads the page and a
-    neighbour, then the caller syncs (if it does) and time passes."""
-    o = _opts(kw)
-    sim = _sim(o)
-    sim.map(BLOCK_IOVA, BLOCK_PA, SZ_2M)
-    sim.access(PAGE)
-    g = _partial_unmap(sim, o, PAGE, SZ_4K)
-    if o["speculate"]:
-        sim.speculate(NEIGHBOUR)
-    sim.access(PAGE)
-    sim.access(NEIGHBOUR)
-    if g is not None and o["sync_after"]:
-        sim.iotlb_sync(g)
-        sim.access(PAGE)
-    sim.advance(11)
-    sim.access(PAGE)
-    sim.access(NEIGHBOUR)
-    return sim
+def names() -> list:
+    """The shipped scenarios' names, in catalog order."""
+    found = sorted(p.name[:-len(_SUFFIX)] for p in _files().iterdir()
+                   if p.name.endswith(_SUFFIX))
+    return [n for n in _ORDER if n in found] + \
+        [n for n in found if n not in _ORDER]
 
 
-def seed_conflict(**kw) -> Simulation:
-    """Robin Murphy's concern: after the split, a speculative walk caches
-    a new 4K page next to the old block still in the TLB; an access may
-    now raise a TLB conflict (BBML 0/1) until the sync."""
-    kw.setdefault("speculate", True)
-    kw.setdefault("fast", True)
-    return seed(**kw)
+def _unknown(name):
+    return ValueError(f"no scenario {name!r}; choose one of "
+                      + ", ".join(names()))
 
 
-def strict_vs_lazy(**kw) -> Simulation:
-    """A DMA buffer of 4 pages is mapped, used and unmapped; in lazy mode
-    its pages stay reachable until the flush queue's timer (10 ms)."""
-    o = _opts(kw)
-    sim = _sim(dict(o, caller="dma"))
-    buf = 0x10000000
-    sim.map(buf, 0x90000000, 4 * SZ_4K)
-    for i in range(4):
-        sim.access(buf + i * SZ_4K, write=True)
-    sim.unmap(buf, 4 * SZ_4K)
-    sim.access(buf + SZ_4K, write=True)
-    sim.advance(5)
-    sim.access(buf + SZ_4K, write=True)
-    sim.advance(6)
-    sim.access(buf + SZ_4K, write=True)
-    return sim
+@functools.lru_cache(maxsize=None)
+def named(name: str) -> Scenario:
+    """The shipped scenario file ``name`` (see :func:`names`), parsed."""
+    if name not in names():
+        raise _unknown(name)
+    text = (_files() / (name + _SUFFIX)).read_text(encoding="utf-8")
+    return parse(text, source=name + _SUFFIX)
 
 
-def vfio_refuses(**kw) -> Simulation:
-    """VFIO type1 never splits: a partial unmap of its 2 MiB mapping is
-    refused (vfio_dma_do_unmap), so the block stays whole."""
-    o = _opts(kw)
-    sim = _sim(dict(o, caller="vfio"))
-    sim.map(BLOCK_IOVA, BLOCK_PA, SZ_2M)
-    sim.access(PAGE)
-    try:
-        sim.unmap(PAGE, SZ_4K)
-    except ApiError:        # the refusal: the run is unchanged
-        pass
-    sim.access(PAGE)
-    sim.unmap(BLOCK_IOVA, SZ_2M)
-    sim.access(PAGE)
-    return sim
-
-
-def gigabyte_split(**kw) -> Simulation:
-    """Unmapping 4K out of a 1 GiB block splits twice: a table of 2 MiB
-    blocks, then a table of 4K pages under the first."""
-    o = _opts(kw)
-    sim = _sim(o)
-    sim.map(0x40000000, 0x40000000 + SZ_1G, SZ_1G)
-    sim.access(0x40001000)
-    g = _partial_unmap(sim, o, 0x40001000, SZ_4K)
-    if g is not None and o["sync_after"]:
-        sim.iotlb_sync(g)
-    sim.access(0x40001000)
-    sim.access(0x40201000)
-    return sim
-
-
-def ttl_split(**kw) -> Simulation:
-    """v6.12 on an SMMU with range invalidation: the sync after the split
-    carries TTL=3 (the 4K page's level) while the TLB holds the 2 MiB
-    block at level 2, so the architecture does not require it to go."""
-    kw.setdefault("kernel", "v6.12")
-    kw.setdefault("ttl_hints", True)
-    return seed(**kw)
-
-
-_CATALOG = {
-    "seed": seed,
-    "seed-conflict": seed_conflict,
-    "strict-vs-lazy": strict_vs_lazy,
-    "vfio-refuses": vfio_refuses,
-    "gigabyte-split": gigabyte_split,
-    "ttl-split": ttl_split,
-}
+def load(path_or_text) -> Scenario:
+    """A scenario from a file path (``str`` or ``Path``), the name of a
+    shipped scenario, or scenario text itself (anything with a newline)."""
+    if isinstance(path_or_text, Path):
+        return parse(path_or_text.read_text(encoding="utf-8"),
+                     source=str(path_or_text))
+    text = str(path_or_text)
+    if "\n" in text:
+        return parse(text)
+    if text in names():
+        return named(text)
+    if os.path.exists(text):
+        return load(Path(text))
+    raise ValueError(f"{text!r} is neither a scenario file nor a shipped "
+                     "scenario (" + ", ".join(names()) + ")")
 
 
 def catalog():
     """``[(name, one-line description), ...]`` in a fixed order."""
     out = []
-    for n, f in _CATALOG.items():
-        text = " ".join(f.__doc__.split())
+    for n in names():
+        text = named(n).description
         out.append((n, text.split(". ")[0].rstrip(".") + "."))
     return out
 
 
+def _legacy_options(name, sc, kw):
+    """Map the widget options onto the file: knobs it does not declare
+    are dropped; unknown names are refused as before."""
+    known = set(DEFAULTS) | set(sim_options()) | set(ALIASES)
+    unknown = set(kw) - known - set(sc.params)
+    if unknown:
+        raise ValueError("unknown scenario option(s): "
+                         + ", ".join(sorted(unknown)) + "; known: "
+                         + ", ".join(sorted(DEFAULTS)))
+    return {k: v for k, v in kw.items() if k in sc.params or k not in KNOBS}
+
+
+def _function(name):
+    def scenario(**kw):
+        sc = named(name)
+        return sc.run(**_legacy_options(name, sc, kw))
+    scenario.__name__ = scenario.__qualname__ = name.replace("-", "_")
+    scenario.__doc__ = (f"Run the shipped scenario {name!r}: see "
+                        f"``iommu-viz scenario {name} --show-file``.")
+    return scenario
+
+
 def get(name: str):
-    """The scenario function called ``name``."""
-    try:
-        return _CATALOG[name]
-    except KeyError:
-        raise ValueError(f"no scenario {name!r}; choose one of "
-                         + ", ".join(_CATALOG)) from None
+    """The scenario ``name`` as a function of keyword options."""
+    if name not in names():
+        raise _unknown(name)
+    return _function(name)
 
 
-def run(name: str, **kw) -> Simulation:
+def run(name: str, **kw):
     """Run scenario ``name`` with options ``kw``."""
     return get(name)(**kw)
+
+
+seed = _function("seed")
+seed_conflict = _function("seed-conflict")
+strict_vs_lazy = _function("strict-vs-lazy")
+vfio_refuses = _function("vfio-refuses")
+gigabyte_split = _function("gigabyte-split")
+ttl_split = _function("ttl-split")

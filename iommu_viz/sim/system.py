@@ -1050,3 +1050,9 @@ class Simulation:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+    def to_scenario(self) -> str:
+        """This run as a scenario file (iommu_viz.scenarios.to_text): it
+        re-executes to the same events."""
+        from ..scenarios import to_text
+        return to_text(self)
