@@ -244,3 +244,20 @@ def test_sim_uses_no_private_pgtable_names():
                     and isinstance(node.value, ast.Attribute) \
                     and node.value.attr == "pt":
                 raise AssertionError(f"{path.name}: pt.{node.attr}")
+
+
+def test_architecture_doc_names_every_module():
+    import importlib.util
+    root = SIM.parents[1]
+    doc = (root / "docs" / "architecture.md").read_text()
+    spec = importlib.util.spec_from_file_location(
+        "make_architecture", root / "docs" / "make_architecture.py")
+    pic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pic)
+    drawn = {m for _, m, _ in pic.LAYERS + pic.SIDE}
+    for path in SIM.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        name = f"sim/{path.name}"
+        assert f"`{name}`" in doc, name
+        assert name in drawn, name
