@@ -59,8 +59,8 @@ class SimConfig:
                        "the release that first behaved so (KERNELS)",
                        tuple(KERNELS))
     strict: bool = _opt(True, "False for lazy mode: leaf invalidation is left "
-                        "to the flush queue", "iommu.strict= (IOMMU_DOMAIN_DMA_FQ "
-                        "when lazy)", _BOOL)
+                        "to the flush queue", "iommu.strict= (lazy: "
+                        "IOMMU_DOMAIN_DMA_FQ, v5.15+)", _BOOL)
     bbml: int = _opt(0, "how the SMMU treats two entries for one address",
                      "SMMU_IDR3.BBML: break-before-make level", (0, 1, 2))
     personality: str = _opt("typical", "which of the allowed outcomes the "
@@ -79,7 +79,7 @@ class SimConfig:
                           "BBML1 nT sequence (block descriptor bit 16)", _BOOL)
     ttl_hints: bool = _opt(True, "the SMMU has range invalidation and honours "
                            "the TTL hint strictly (v5.7+ drivers set TTL)",
-                           "SMMU_IDR0.RIL; CMD_TLBI_NH_VA TG/TTL/NUM/SCALE",
+                           "SMMU_IDR3.RIL; CMD_TLBI_NH_VA TG/TTL/NUM/SCALE",
                            _BOOL)
     caller: str = _opt("raw", "who calls the IOMMU API", "VFIO type1, "
                        "dma-iommu or a raw user (GPU, SVA)", tuple(CALLERS))
