@@ -17,7 +17,8 @@ from .pgtable.common import (
 )
 from .pgtable.lpae import LpaeTable
 from .pgtable.v7s import V7sTable
-from .sim import Simulation, ApiError
+from .errors import IommuVizError
+from .sim import Simulation, SimConfig, ApiError
 
 __version__ = "0.1.0"
 
@@ -60,7 +61,8 @@ def _install_displays():
 _install_displays()
 
 __all__ = [
-    "LpaeTable", "V7sTable", "Simulation", "ApiError", "PgtableError", "FlushOps", "RecordingFlushOps", "KERNELS",
+    "LpaeTable", "V7sTable", "Simulation", "SimConfig", "IommuVizError",
+    "ApiError", "PgtableError", "FlushOps", "RecordingFlushOps", "KERNELS",
     "SZ_1K", "SZ_4K", "SZ_16K", "SZ_64K", "SZ_1M", "SZ_2M", "SZ_16M",
     "SZ_32M", "SZ_512M", "SZ_1G", "SZ_2G", "SZ_4G", "IOMMU_READ",
     "IOMMU_WRITE", "IOMMU_CACHE", "IOMMU_NOEXEC", "IOMMU_MMIO", "IOMMU_PRIV",

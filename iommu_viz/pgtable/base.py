@@ -167,3 +167,14 @@ class PgtableBase:
                     "IOMMU_WRITE; since v6.11 that is refused")
             return False
         return True
+
+    def check_map_range(self, iova, paddr, size, count=1) -> None:
+        """Raise :class:`PgtableError` unless ``count`` pages of ``size``
+        from ``iova`` to ``paddr`` lie within the input and output address
+        sizes and are all unmapped (``EEXIST``); changes nothing. For the
+        IOMMU API, which checks every run of an ``iommu_map`` first."""
+        self._check_iova(iova, size, count)
+        if (paddr + size * count - 1) >> self.oas:
+            raise PgtableError("ERANGE", f"paddr 0x{paddr:x} is beyond the "
+                               f"{self.oas}-bit output address size")
+        self._check_free(iova, size, count)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import IommuVizError
+
 SZ_1K = 1 << 10
 SZ_4K = 1 << 12
 SZ_16K = 1 << 14
@@ -93,18 +95,13 @@ def short_size(size: int) -> str:
     return str(size)
 
 
-class PgtableError(Exception):
+class PgtableError(IommuVizError):
     """A page-table operation refused its input.
 
     ``errno`` is the kernel's errno name (``'EEXIST'``, ``'EINVAL'``,
     ``'ERANGE'``, ``'ENOMEM'``); the message names the offending value and the
     rule it broke. The table is unchanged when this is raised.
     """
-
-    def __init__(self, errno: str, message: str):
-        super().__init__(f"{message} (-{errno})")
-        self.errno = errno
-        self.message = message
 
 
 class FlushOps:

@@ -43,13 +43,14 @@ Example::
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
 from ..pgtable import common as _pgcommon
 from ..pgtable.common import PgtableError
 from ..sim import ApiError, Simulation
+from ..sim.config import SimConfig
 
 __all__ = ["Scenario", "ScenarioError", "Op", "parse", "to_text",
            "sim_options", "parse_value", "parse_bool", "parse_number", "OPS", "ALIASES"]
@@ -72,13 +73,10 @@ class ScenarioError(ValueError):
 
 # ---------------------------------------------------------------- options
 def sim_options() -> dict:
-    """``{name: default}`` of every keyword ``Simulation`` takes, read from
-    its signature (so a new option is a scenario option at once)."""
-    sig = inspect.signature(Simulation.__init__)
-    return {n: p.default for n, p in sig.parameters.items()
-            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD,
-                                          p.KEYWORD_ONLY)
-            and p.default is not p.empty}
+    """``{name: default}`` of every option ``Simulation`` takes, read from
+    its config record :class:`~iommu_viz.sim.config.SimConfig` (so a new
+    option is a scenario option at once)."""
+    return {f.name: f.default for f in dataclasses.fields(SimConfig)}
 
 
 #: Friendlier names for Simulation options.

@@ -1,10 +1,11 @@
-"""The recorded run: events and the state after each of them.
+"""The recorded run: the clock, events and the state after each of them.
 
 Everything the views show is read from these immutable records; nothing
 reaches into the live model. An :class:`Event` says who acted (``actor``),
 which kernel function or hardware rule acted (``func``), what happened
 (``kind``, ``detail``) and a one-line ``text`` caption. After every event the
-simulation records a :class:`State`.
+:class:`Recorder` keeps a :class:`State`. Every layer reports to the one
+recorder of its run, as the kernel's code reports to its tracepoints.
 
 Actors, which are also the timeline's swim-lanes:
 
@@ -176,3 +177,82 @@ class State:
     @property
     def stale_entries(self):
         return tuple(e for e in self.tlb if e.stale)
+
+
+class Clock:
+    """Logical time in microseconds; only the Simulation moves it."""
+
+    __slots__ = ("now_us",)
+
+    def __init__(self):
+        self.now_us = 0
+
+
+class Recorder:
+    """The run's record: ``ops`` (the API calls, each a dict that
+    ``Simulation.from_ops`` replays), ``events`` and ``states`` (one per
+    event). ``state_of(step)`` makes the State kept after each event; it
+    is set once every layer is wired. Nothing is kept while ``on`` is
+    False (the domain's own set-up)."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.ops: list[dict] = []
+        self.events: list[Event] = []
+        self.states: list[State] = []
+        self.op = -1
+        self.on = True
+        self.state_of = None
+
+    def begin(self, op: dict) -> None:
+        """An API call starts: later events belong to it."""
+        self.op = len(self.ops)
+        self.ops.append(op)
+
+    @property
+    def next_step(self) -> int:
+        """The step the next event will have."""
+        return len(self.events)
+
+    def emit(self, actor, kind, func, text, **detail) -> None:
+        if not self.on:
+            return
+        ev = Event(len(self.events), self.clock.now_us, self.op, actor, kind,
+                   func, text, detail)
+        self.events.append(ev)
+        self.states.append(self.state_of(ev.step))
+
+    def pgtable_event(self, describe, func, kind, d) -> None:
+        """One call of io-pgtable's trace hook as a ``cpu`` event with a
+        caption; ``describe(level, pte)`` decodes a descriptor."""
+        if kind == "pte_write":
+            lvl = d["level"]
+            new = d["new"]
+            what = f"{d['count']} entries" if d["count"] > 1 else "entry"
+            if not new:
+                text = (f"clear {what} [{d['index']}] of L{lvl} table "
+                        f"0x{d['table']:x} (iova 0x{d['iova']:x})")
+            else:
+                info = describe(lvl, new)
+                if info.kind == "table":
+                    text = (f"install table 0x{info.addr:x} at L{lvl} "
+                            f"[{d['index']}] (iova 0x{d['iova']:x})")
+                    if d["old"]:
+                        text += f", replacing descriptor 0x{d['old']:x}"
+                else:
+                    text = (f"write {what} [{d['index']}] of L{lvl} table: "
+                            f"{info.kind} 0x{d['iova']:x} -> 0x{info.addr:x}")
+        elif kind == "table_fill":
+            skip = d["skipped"]
+            text = (f"fill new L{d['level']} table 0x{d['table']:x} with "
+                    f"{d['count'] - (skip >= 0)} entries from the block"
+                    + (f", leaving [{skip}] empty" if skip >= 0 else ""))
+        elif kind == "table_alloc":
+            text = f"allocate L{d['level']} table at 0x{d['table']:x}"
+        elif kind == "table_free":
+            text = f"free L{d['level']} table 0x{d['table']:x}"
+        elif kind == "warn":
+            text = f"WARNING: {d['message']}"
+        else:
+            return
+        self.emit("cpu", kind, func, text, **d)
