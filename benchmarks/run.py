@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from iommu_viz import LpaeTable, SZ_4K, SZ_2M  # noqa: E402
+from benchmarks import bench_conformance  # noqa: E402
 
 
 def _median_p95(samples):
@@ -210,6 +211,7 @@ BUDGETS = [
     ("explorer_toggle_median_ms", "<=", 100, "explorer toggle, median ms"),
     ("explorer_toggle_p95_ms", "<=", 250, "explorer toggle, p95 ms"),
     ("workbook_s", "<=", 60, "whole workbook, s"),
+    ("conformance_seq_per_s", ">=", 35, "conformance, sequences/s, 1 core"),
 ]
 
 
@@ -229,7 +231,8 @@ def main(argv=None):
                      ("replay", lambda: bench_replay(n)),
                      ("views", lambda: bench_views(rounds)),
                      ("explorer", lambda: bench_explorer(rounds)),
-                     ("workbook", bench_workbook)):
+                     ("workbook", bench_workbook),
+                     ("conformance", bench_conformance.bench)):
         if only and name not in only:
             continue
         print(f"... {name}", file=sys.stderr, flush=True)
