@@ -98,7 +98,9 @@ class LpaeTable(PgtableBase):
     the block sizes, exactly as ``arm_lpae_restrict_pgsizes`` does;
     ``ias``/``oas`` are the input and output address sizes (32-48 bits);
     ``stage`` 1 or 2; ``kernel`` the era (``"v4.20"``, ``"v5.4"``,
-    ``"v6.12"``, ``"v6.13"``) whose unmap/split behaviour and descriptor bits are used.
+    ``"v6.1"``, ``"v6.12"``, ``"v6.13"``; its rules are ``self.era``, a
+    :class:`~iommu_viz.pgtable.common.KernelEra`) whose unmap/split
+    behaviour and descriptor bits are used.
 
     ``tlb`` receives the TLB-maintenance calls (a
     :class:`~iommu_viz.pgtable.common.RecordingFlushOps` by default);
@@ -491,12 +493,15 @@ class LpaeTable(PgtableBase):
         """Unmap ``count`` pages of ``size`` at ``iova``; returns bytes
         unmapped, 0 when nothing is mapped there (kernel semantics).
 
-        Models arm_lpae_unmap (v4.20, v5.4) / arm_lpae_unmap_pages (v6.13)
-        and __arm_lpae_unmap below it, looping over ``count`` the way
-        __iommu_unmap does. An unmap of part of a block splits it
-        (arm_lpae_split_blk_unmap) in the v4.20 and v5.4 eras and is
-        refused with a warning and 0 in the v6.13 era. ``gather`` is
-        passed through untouched to ``tlb_add_page``.
+        Models arm_lpae_unmap (v4.20, v5.4) / arm_lpae_unmap_pages (v5.14+:
+        v6.1, v6.12, v6.13) and __arm_lpae_unmap below it, calling it
+        again for the rest of ``count`` the way __iommu_unmap does (each
+        call covers at most the rest of one table). An unmap of part of a
+        block splits it (arm_lpae_split_blk_unmap) up to the v6.12 era and
+        is refused with a warning and 0 in the v6.13 era. An unmap that
+        finds nothing returns 0 and records the kernel's WARN in
+        ``kernel_warnings``. ``gather`` is passed through untouched to
+        ``tlb_add_page``.
         """
         if count == 1 and type(iova) is int and type(size) is int \
                 and size in self._size_level and size & self.pgsize_bitmap \

@@ -1,6 +1,7 @@
 """The Armv7 short-descriptor format: a model of
-``drivers/iommu/io-pgtable-arm-v7s.c`` (``ARM_V7S``) in four kernel eras
-(v4.20, v5.4, v6.12, v6.13).
+``drivers/iommu/io-pgtable-arm-v7s.c`` (``ARM_V7S``) in the kernel eras
+v4.20, v5.4, v6.1, v6.12 and v6.13 (v6.1 behaves as v6.12 here: checked
+against both Debian packages' code by ``make conformance``).
 
 Two levels (the kernel numbers them 1 and 2): a 16 KiB level-1 table of
 4096 32-bit entries, each a 1 MiB section or a pointer to a 1 KiB
@@ -671,7 +672,7 @@ class V7sTable(PgtableBase):
         unmapped, 0 when nothing (valid) is mapped there.
 
         Models arm_v7s_unmap (v4.20, v5.4) / arm_v7s_unmap_pages
-        (v5.14+: v6.12, v6.13) and __arm_v7s_unmap below them, looping
+        (v5.14+: v6.1, v6.12, v6.13) and __arm_v7s_unmap below them, looping
         over ``count`` and stopping at the first page that unmaps
         nothing, as __iommu_unmap / unmap_pages do. Unmapping part of a
         CONT group splits it (arm_v7s_split_cont) and part of a section
