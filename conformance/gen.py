@@ -148,6 +148,8 @@ def sequence(rng: random.Random, fmt: str, nops: int | None = None) -> list:
                 if mapped and rng.random() < 0.7:
                     base, length = rng.choice(mapped)
                     a = base + rng.randrange(0, max(length, 1))
+                    if rng.random() < 0.15:     # the same, beyond ias
+                        a |= 1 << rng.randint(ias, min(ias + 12, 63))
                 else:
                     a = rng.randrange(0, top << 2)
                 ops.append(("P", a))

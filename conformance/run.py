@@ -85,7 +85,7 @@ def run_chunk(args):
                            f"{proc.stderr[-500:]}")
     klines = proc.stdout.splitlines()
     stats = {"sequences": 0, "ops": 0, "divergences": 0, "allowed": {},
-             "shown": [], "t_kernel": t_kernel}
+             "covered": {}, "shown": [], "t_kernel": t_kernel}
     pos = 0
     for k, seq in enumerate(seqs):
         pos, div = compare_one(seq, era, klines, pos, allow, stats)
@@ -133,8 +133,11 @@ def _compare(seq, era, take, allow, stats):
         for _ in seq[1:]:
             take()
         return None
+    if getattr(pt, "concatenated", False):
+        _count(stats, "concatenated stage-2 pgd (sequences)")
     for i, op in enumerate(seq[1:], 1):
         got = take()
+        ntables = pt.table_count
         kind, want = run_model(pt, op)
         stats["ops"] += 1
         if kind == "err":
@@ -165,12 +168,43 @@ def _compare(seq, era, take, allow, stats):
             want_n = sorted(w for w in want if w.startswith("W ")) + \
                 [w for w in want if not w.startswith("W ")]
             if got_n == want_n:
+                _cover(stats, cfg, op, got, pt.table_count - ntables)
                 continue
         for _ in seq[i + 1:]:
             take()
         return {"op": op, "index": i, "want": want, "got": got, "config": cfg,
                 "ops": seq[1:i + 1]}
     return None
+
+
+def _count(stats, what, n=1):
+    stats["covered"][what] = stats["covered"].get(what, 0) + n
+
+
+def _cover(stats, cfg, op, got, new_tables):
+    """Count the interesting cases an agreed operation exercised."""
+    k = op[0]
+    events = got[:-1]
+    if k == "U":
+        if new_tables > 0:
+            _count(stats, "split of a block")
+            if op[3] > 1:
+                _count(stats, "split, page count > 1")
+        if any(e[0] == "F" and e.split()[2] == e.split()[3] for e in events):
+            # arm_v7s_split_cont invalidates the whole group (size ==
+            # granule); a freed table's walk flush has a smaller granule
+            _count(stats, "split of a v7s CONT group")
+        if any(e[0] == "W" for e in events):
+            _count(stats, "unmap that found nothing (WARN)")
+        if op[4] == "q" and got[-1] != "= 0":
+            _count(stats, "unmap with a queued gather")
+    elif k == "M":
+        if any(e[0] == "F" for e in events):
+            _count(stats, "leaf written over a table (walk flush)")
+        if op[4] > 1:
+            _count(stats, "map of a run (count > 1)")
+    elif k == "P" and op[1] >> cfg["ias"] and got[-1] != "= 0":
+        _count(stats, "iova_to_phys beyond ias, translated")
 
 
 def _crosses_end(cfg, op) -> bool:
@@ -244,11 +278,12 @@ def main(argv=None) -> int:
         for (k, fmt, *_), st in zip(work, pool.imap(run_chunk, work)):
             acc = results.setdefault((k, fmt), {"sequences": 0, "ops": 0,
                                                 "divergences": 0, "allowed": {},
-                                                "shown": []})
+                                                "covered": {}, "shown": []})
             for key in ("sequences", "ops", "divergences"):
                 acc[key] += st[key]
-            for r, c in st["allowed"].items():
-                acc["allowed"][r] = acc["allowed"].get(r, 0) + c
+            for what in ("allowed", "covered"):
+                for r, c in st[what].items():
+                    acc[what][r] = acc[what].get(r, 0) + c
             acc["shown"] += st["shown"][:MAX_SHOWN - len(acc["shown"])]
     elapsed = time.perf_counter() - t0
     total = {"sequences": 0, "ops": 0, "divergences": 0}
@@ -259,6 +294,8 @@ def main(argv=None) -> int:
         print(f"  linux-source-{k:<5} {fmt:<5} era {args.era or ERAS[k]:<6} "
               f"sequences {acc['sequences']:>6}  ops {acc['ops']:>8}  "
               f"divergences {acc['divergences']:>5}  allow-listed {allowed:>6}")
+        print("      covered: " + ", ".join(
+            f"{what} {n}" for what, n in sorted(acc["covered"].items())))
         for key in total:
             total[key] += acc[key]
         for d in acc["shown"]:
