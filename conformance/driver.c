@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: MIT
 /*
  * iommu-viz conformance driver: runs the kernel's io-pgtable-arm.c and
  * io-pgtable-arm-v7s.c (compiled unmodified, see conformance/build.py) on

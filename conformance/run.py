@@ -76,16 +76,14 @@ def run_chunk(args):
         text.append(new_line(cfg, pt0))
         text.extend(op_line(op) for op in seq[1:])
     text.append("")
-    t0 = time.perf_counter()
     proc = subprocess.run([binary], input="\n".join(text), capture_output=True,
                           text=True, check=False)
-    t_kernel = time.perf_counter() - t0
     if proc.returncode:
         raise RuntimeError(f"driver {binary} exited {proc.returncode}: "
                            f"{proc.stderr[-500:]}")
     klines = proc.stdout.splitlines()
     stats = {"sequences": 0, "ops": 0, "divergences": 0, "allowed": {},
-             "covered": {}, "shown": [], "t_kernel": t_kernel}
+             "covered": {}, "shown": []}
     pos = 0
     for k, seq in enumerate(seqs):
         pos, div = compare_one(seq, era, klines, pos, allow, stats)

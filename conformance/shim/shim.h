@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: MIT */
 /*
  * iommu-viz conformance shim: just enough of the kernel's environment for
  * drivers/iommu/io-pgtable-arm.c and io-pgtable-arm-v7s.c to build and run

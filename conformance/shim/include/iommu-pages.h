@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: MIT */
 /* iommu-viz conformance shim: drivers/iommu/iommu-pages.h (v6.12) over the arena. */
 #ifndef CONF_IOMMU_PAGES_H
 #define CONF_IOMMU_PAGES_H

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: MIT */
 /* iommu-viz conformance shim: the few IOMMU-core names io-pgtable uses. */
 #ifndef CONF_LINUX_IOMMU_H
 #define CONF_LINUX_IOMMU_H
