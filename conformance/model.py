@@ -11,6 +11,8 @@ from itertools import compress
 from iommu_viz import LpaeTable, V7sTable
 from iommu_viz.pgtable.common import PgtableError, RecordingFlushOps
 
+from .gen import LPAE_SIZES
+
 M64 = (1 << 64) - 1
 ERRNO = {"EINVAL": 22, "ERANGE": 34, "EEXIST": 17, "ENOMEM": 12}
 LPAE_TABLE_ADDR = ((1 << 48) - 1) & ~0xFFF          # bits 47:12
@@ -47,9 +49,7 @@ def new_line(cfg: dict, pt) -> str:
     dump needs to tell a page from a table descriptor."""
     if cfg["fmt"] == "lpae":
         quirks = 1 if cfg["ns"] else 0
-        g = cfg["granule"]
-        bitmap = sum({4096: (1 << 12, 1 << 21, 1 << 30), 16384: (1 << 14, 1 << 25),
-                      65536: (1 << 16, 1 << 29)}[g])
+        bitmap = sum(LPAE_SIZES[cfg["granule"]])
         levels = pt.levels if pt is not None else 4
         return (f"N l {cfg['stage']:x} {bitmap:x} {cfg['ias']:x} {cfg['oas']:x} "
                 f"{quirks << 8 | levels:x}")

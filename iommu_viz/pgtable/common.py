@@ -51,6 +51,12 @@ class KernelEra:
     tables read instead of comparing era names. Each field names the
     release (and commit, where known) that changed it; the details and
     evidence are in docs/kernel-facts.md.
+
+    >>> from iommu_viz.pgtable import era
+    >>> era("v6.1").unmap_run_first, era("v6.12").unmap_run_first
+    (False, True)
+    >>> [e.name for e in ERAS.values() if e.splits_blocks]
+    ['v4.20', 'v5.4', 'v6.1', 'v6.12']
     """
 
     name: str
