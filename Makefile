@@ -2,6 +2,8 @@
 #   make lab     JupyterLab on 127.0.0.1:$(PORT) in notebooks/
 #   make test    the whole test suite (also installs Debian chromium for the browser test)
 #   make bench   the benchmarks
+#   make conformance  the model against the kernel's own io-pgtable code
+#                (gcc, linux-source-6.1/6.12; see README "Fidelity")
 #   make clean   remove .venv and the set-up stamps
 # Set-up is scripts/setup.sh: idempotent, a second run installs nothing.
 
@@ -12,7 +14,9 @@ PY := $(VENV)/bin/python
 # Jupyter refuses to run as root unless told to.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup setup-browser lab test bench clean
+CONFORMANCE_ARGS ?=
+
+.PHONY: setup setup-browser lab test bench conformance clean
 
 setup:
 	bash scripts/setup.sh base
@@ -29,6 +33,11 @@ test: setup-browser
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+conformance: setup
+	bash conformance/install.sh
+	$(PY) -m conformance.build
+	$(PY) -m conformance.run $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) .stamp-*

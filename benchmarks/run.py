@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from iommu_viz import LpaeTable, SZ_4K, SZ_2M  # noqa: E402
 from bench_scenarios import bench_scenarios  # noqa: E402
+from benchmarks import bench_conformance  # noqa: E402
 
 
 def _median_p95(samples):
@@ -212,6 +213,7 @@ BUDGETS = [
     ("explorer_toggle_p95_ms", "<=", 250, "explorer toggle, p95 ms"),
     ("workbook_s", "<=", 60, "whole workbook, s"),
     ("scenario_matrix_16_ms", "<=", 1000, "seed matrix, 16 configs, ms"),
+    ("conformance_seq_per_s", ">=", 35, "conformance, sequences/s, 1 core"),
 ]
 
 
@@ -232,7 +234,8 @@ def main(argv=None):
                      ("views", lambda: bench_views(rounds)),
                      ("explorer", lambda: bench_explorer(rounds)),
                      ("workbook", bench_workbook),
-                     ("scenarios", lambda: bench_scenarios(rounds))):
+                     ("scenarios", lambda: bench_scenarios(rounds)),
+                     ("conformance", bench_conformance.bench)):
         if only and name not in only:
             continue
         print(f"... {name}", file=sys.stderr, flush=True)

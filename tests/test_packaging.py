@@ -174,7 +174,7 @@ def test_readme_binder_link_opens_lab_in_notebooks():
 # .ci/run and the Makefile
 
 
-def test_ci_run_only_runs_make_test():
+def test_ci_run_runs_make_test_then_conformance():
     ci = ROOT / ".ci" / "run"
     assert ci.stat().st_mode & stat.S_IXUSR
     lines = [ln.strip() for ln in ci.read_text().splitlines()]
@@ -184,6 +184,7 @@ def test_ci_run_only_runs_make_test():
         "set -euo pipefail",
         'cd "$(dirname "${BASH_SOURCE[0]}")/.."',
         "make test",
+        "make conformance",
     ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from array import array
 
 from .common import (IOMMU_READ, IOMMU_WRITE, PgtableError, PgtableSnapshot,
-                     TableSnapshot, era_at_least, fmt_size)
+                     TableSnapshot, fmt_size)
 
 
 class Table:
@@ -32,7 +32,8 @@ class PgtableBase:
 
     A subclass sets ``fmt``, ``PTE_TYPECODE`` and, before using these
     helpers, ``_tables`` (paddr -> :class:`Table`), ``_dirty``,
-    ``_snap_cache``, ``trace``, ``warnings``, ``pgsize_bitmap``, ``ias``
+    ``_snap_cache``, ``trace``, ``warnings``, ``kernel_warnings``,
+    ``era``, ``pgsize_bitmap``, ``ias``
     and ``pgd``; it provides ``block_size(level)``, ``describe`` and
     ``_snapshot_geometry()``.
     """
@@ -83,9 +84,11 @@ class PgtableBase:
                        index=idx, count=count, old=old, new=new, step=step,
                        iova=t.iova + idx * self.block_size(t.level))
 
-    def _warn(self, func, message):
-        """A kernel WARN: kept in ``warnings`` and traced."""
+    def _warn(self, func, message, what):
+        """A kernel WARN a learner should read: kept in ``warnings`` (and in
+        ``kernel_warnings`` as ``(func, what)``) and traced."""
         self.warnings.append(message)
+        self.kernel_warnings.append((func, what))
         if self.trace:
             self.trace(func, "warn", message=message)
 
@@ -161,7 +164,7 @@ class PgtableBase:
         if not prot & (IOMMU_READ | IOMMU_WRITE):
             # "no access, nothing to do" until v6.11 (6093cd582f8e) made
             # it an error
-            if era_at_least(self.kernel, (6, 11)):
+            if self.era.noaccess_einval:
                 raise PgtableError(
                     "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
                     "IOMMU_WRITE; since v6.11 that is refused")

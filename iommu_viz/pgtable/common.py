@@ -47,22 +47,97 @@ IOMMU_NOEXEC = 1 << 3
 IOMMU_MMIO = 1 << 4
 IOMMU_PRIV = 1 << 5
 
-#: Kernel eras the model distinguishes, named by the first release that
-#: behaved so, with what changed for a learner.
-KERNELS = {
-    "v4.20": "split syncs itself: arm_lpae_split_blk_unmap issues "
-             "tlb_add_flush and tlb_sync (b6b65ca20bc9, non-strict mode)",
-    "v5.4": "deferred invalidation: the split adds the page to the caller's "
-            "iommu_iotlb_gather; the caller's iotlb_sync covers it",
-    "v6.12": "the last release that splits: as v5.4, plus map_pages/"
-             "unmap_pages (v5.14), the queued gather (v5.15) and "
-             "arm-smmu-v3 range invalidation with TTL hints (v5.7+, 6a481a95d4c1)",
-    "v6.13": "no split: unmapping part of a block is refused with a warning "
-             "and 0 bytes unmapped (33729a5fc0ca)",
-}
+@dataclass(frozen=True)
+class KernelEra:
+    """What one kernel era does, field by field: the one record the page
+    tables read instead of comparing era names. Each field names the
+    release (and commit, where known) that changed it; the details and
+    evidence are in docs/kernel-facts.md.
 
-_ERA_ORDER = {"v4.20": (4, 20), "v5.4": (5, 4), "v6.12": (6, 12),
-              "v6.13": (6, 13)}
+    >>> from iommu_viz.pgtable import era
+    >>> era("v6.1").unmap_run_first, era("v6.12").unmap_run_first
+    (False, True)
+    >>> [e.name for e in ERAS.values() if e.splits_blocks]
+    ['v4.20', 'v5.4', 'v6.1', 'v6.12']
+    """
+
+    name: str
+    version: tuple
+    #: what changed, for a learner (the text of :data:`KERNELS`)
+    summary: str
+    #: arm_lpae_split_blk_unmap invalidates and syncs the page itself
+    #: (v4.20, b6b65ca20bc9); later the page goes to the caller's gather
+    split_syncs_itself: bool
+    #: a partial unmap of a block splits it (until v6.12; 33729a5fc0ca and
+    #: fd50651636fb in v6.13 refuse it)
+    splits_blocks: bool
+    #: map_pages/unmap_pages with a page count (v5.14)
+    pages_api: bool
+    #: struct iommu_gather_ops (tlb_add_flush + tlb_sync) before v5.4
+    gather_ops: bool
+    #: iommu_flush_ops.tlb_flush_leaf exists (v5.4 .. v5.10; fefe8527a1e0)
+    flush_leaf: bool
+    #: arm_lpae_prot_to_pte picks SH=IS for IOMMU_CACHE, SH=OS otherwise (v5.6)
+    sh_from_cache: bool
+    #: arm-smmu-v3 range invalidation with TTL hints (v5.7, 6a481a95d4c1)
+    range_inv: bool
+    #: iommu_iotlb_gather_queued replaces the NON_STRICT quirk (v5.15, a8e5f04458c4)
+    queued_gather: bool
+    #: map_pages refuses a prot without IOMMU_READ/WRITE with -EINVAL
+    #: (v6.11, 6093cd582f8e; Debian's 6.1.192 has it too)
+    noaccess_einval: bool
+    #: __arm_lpae_unmap frees the run's tables first, clears the run in one
+    #: write and adds pages only for a caller's gather ("Optimise
+    #: non-coherent unmap", v6.12); before, entry by entry
+    unmap_run_first: bool
+    #: v7s ARM_MTK_EXT address bits 32/33 in the PTE (v5.4)
+    mtk_pa_bits: bool
+    #: v7s MediaTek PA bit 34 and a level-1 table sized by ias (v5.12)
+    mtk_pa34: bool
+
+    def at_least(self, version: tuple) -> bool:
+        """True when this era is the release ``version`` or later."""
+        return self.version >= version
+
+
+def _era(name, version, summary, **override):
+    v = version
+    fields = dict(
+        split_syncs_itself=v < (5, 4), splits_blocks=v < (6, 13),
+        pages_api=v >= (5, 14), gather_ops=v < (5, 4),
+        flush_leaf=(5, 4) <= v < (5, 11), sh_from_cache=v >= (5, 6),
+        range_inv=v >= (5, 7), queued_gather=v >= (5, 15),
+        noaccess_einval=v >= (6, 11), unmap_run_first=v >= (6, 12),
+        mtk_pa_bits=v >= (5, 4), mtk_pa34=v >= (5, 12))
+    fields.update(override)
+    return KernelEra(name, version, summary, **fields)
+
+
+#: The kernel eras the model distinguishes, named by the first release that
+#: behaved so (v6.1: as Debian 12 ships it, linux-source-6.1 6.1.192).
+ERAS = {e.name: e for e in (
+    _era("v4.20", (4, 20),
+         "split syncs itself: arm_lpae_split_blk_unmap issues "
+         "tlb_add_flush and tlb_sync (b6b65ca20bc9, non-strict mode)"),
+    _era("v5.4", (5, 4),
+         "deferred invalidation: the split adds the page to the caller's "
+         "iommu_iotlb_gather; the caller's iotlb_sync covers it"),
+    _era("v6.1", (6, 1),
+         "Debian 12's kernel (6.1.192): as v6.12 but __arm_lpae_unmap "
+         "handles a run entry by entry and adds each leaf page even "
+         "without a gather (NULL); map_pages refuses no-access prot "
+         "(backported from v6.11)", noaccess_einval=True),
+    _era("v6.12", (6, 12),
+         "the last release that splits: as v5.4, plus map_pages/"
+         "unmap_pages (v5.14), the queued gather (v5.15) and "
+         "arm-smmu-v3 range invalidation with TTL hints (v5.7+, 6a481a95d4c1)"),
+    _era("v6.13", (6, 13),
+         "no split: unmapping part of a block is refused with a warning "
+         "and 0 bytes unmapped (33729a5fc0ca)"),
+)}
+
+#: Kernel eras the model distinguishes, with what changed for a learner.
+KERNELS = {name: e.summary for name, e in ERAS.items()}
 
 
 def check_kernel(kernel: str) -> str:
@@ -74,9 +149,15 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
+def era(kernel: str) -> KernelEra:
+    """The :class:`KernelEra` record of ``kernel`` (``ValueError`` if it is
+    not a modelled era)."""
+    return ERAS[check_kernel(kernel)]
+
+
 def era_at_least(kernel: str, version: tuple[int, int]) -> bool:
     """True when the era ``kernel`` is the release ``version`` or later."""
-    return _ERA_ORDER[kernel] >= version
+    return ERAS[kernel].version >= version
 
 
 def fmt_size(size: int) -> str:

@@ -30,7 +30,7 @@ from .common import (
     IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE,
     SZ_4K, SZ_16K, SZ_64K, SZ_1G, SZ_2M, SZ_32M, SZ_512M,
     PgtableError, RecordingFlushOps, TableSnapshot,
-    Translation, WalkStep, check_kernel, era_at_least, fmt_size,
+    Translation, WalkStep, era, fmt_size,
 )
 
 # Descriptor bits (io-pgtable-arm.c, ARM_LPAE_PTE_*; Arm ARM D8.3)
@@ -98,7 +98,9 @@ class LpaeTable(PgtableBase):
     the block sizes, exactly as ``arm_lpae_restrict_pgsizes`` does;
     ``ias``/``oas`` are the input and output address sizes (32-48 bits);
     ``stage`` 1 or 2; ``kernel`` the era (``"v4.20"``, ``"v5.4"``,
-    ``"v6.12"``, ``"v6.13"``) whose unmap/split behaviour and descriptor bits are used.
+    ``"v6.1"``, ``"v6.12"``, ``"v6.13"``; its rules are ``self.era``, a
+    :class:`~iommu_viz.pgtable.common.KernelEra`) whose unmap/split
+    behaviour and descriptor bits are used.
 
     ``tlb`` receives the TLB-maintenance calls (a
     :class:`~iommu_viz.pgtable.common.RecordingFlushOps` by default);
@@ -120,7 +122,7 @@ class LpaeTable(PgtableBase):
     def __init__(self, granule=SZ_4K, ias=48, oas=48, stage=1, kernel="v5.4",
                  tlb=None, non_strict=False, ns=False, trace=None,
                  split_sync=None, split_nt=False):
-        check_kernel(kernel)
+        rules = era(kernel)
         if granule not in _PAGE_SIZES:
             raise ValueError(
                 f"granule {granule:#x} is not an LPAE granule; the format "
@@ -136,6 +138,8 @@ class LpaeTable(PgtableBase):
             raise ValueError("the NS quirk does not apply at stage 2 "
                              "(arm_64_lpae_alloc_pgtable_s2 refuses it)")
         self.kernel = kernel
+        #: the era's rules (:class:`~iommu_viz.pgtable.common.KernelEra`)
+        self.era = rules
         self.granule = granule
         self.ias = ias
         self.oas = oas
@@ -146,15 +150,17 @@ class LpaeTable(PgtableBase):
         self.trace = trace
         #: whether arm_lpae_split_blk_unmap invalidates and syncs the
         #: unmapped page itself (None: as the era did; True in v4.20)
-        self.split_sync = (kernel == "v4.20") if split_sync is None else bool(split_sync)
+        self.split_sync = rules.split_syncs_itself if split_sync is None \
+            else bool(split_sync)
         #: a hypothetical split that first marks the block nT and
         #: invalidates it (the SMMUv3 BBML1 sequence); no kernel does this
         self.split_nt = bool(split_nt)
-        #: map_pages/unmap_pages with a page count (v5.14+)
-        self._pages_api = era_at_least(kernel, (5, 14))
-        #: partial unmap of a block splits it (until v6.12)
-        self._splits = not era_at_least(kernel, (6, 13))
         self.warnings: list[str] = []
+        #: every WARN the kernel code prints, as (function, what):
+        #: ``'empty'`` (WARN_ON(!pte): nothing mapped where an unmap looked),
+        #: ``'partial'`` (v6.13's refused partial unmap); ``warnings`` keeps
+        #: only the messages a learner reads
+        self.kernel_warnings: list[tuple[str, str]] = []
 
         # arm_lpae_alloc_pgtable (v5.7+ field names; same arithmetic in v5.4)
         self.pgsize_bitmap = _PAGE_SIZES[granule]
@@ -267,7 +273,7 @@ class LpaeTable(PgtableBase):
                 pte |= PTE_MEMATTR_OIWB
             else:
                 pte |= PTE_MEMATTR_NC
-        if self._sh_from_cache():
+        if self.era.sh_from_cache:
             pte |= PTE_SH_IS if prot & IOMMU_CACHE else PTE_SH_OS
         else:
             pte |= PTE_SH_IS
@@ -278,9 +284,6 @@ class LpaeTable(PgtableBase):
         pte |= PTE_AF
         self._prot_cache[prot] = pte
         return pte
-
-    def _sh_from_cache(self):
-        return era_at_least(self.kernel, (5, 6))
 
     def _leaf_pte(self, paddr, attrs, level):
         """__arm_lpae_init_pte: type bits plus output address."""
@@ -362,7 +365,8 @@ class LpaeTable(PgtableBase):
         """
         # fast path: one well-formed page (all the checks below, folded)
         if count == 1 and type(iova) is int and type(paddr) is int and type(size) is int \
-                and size in self._size_level and iova >= 0 and paddr >= 0 \
+                and size in self._size_level and size & self.pgsize_bitmap \
+                and iova >= 0 and paddr >= 0 \
                 and not (iova | paddr) & (size - 1) \
                 and not (iova + size - 1) >> self.ias \
                 and not (paddr + size - 1) >> self.oas \
@@ -472,7 +476,7 @@ class LpaeTable(PgtableBase):
         idx = self.level_index(iova, lvl)
         # map_pages (v5.14+) fills up to the end of the table in one call;
         # before that each call mapped one page
-        n = min(pgcount, len(t.ptes) - idx) if self._pages_api else 1
+        n = min(pgcount, self._max_entries(idx)) if self.era.pages_api else 1
         for i in range(n):
             old = t.ptes[idx + i]
             if old and self._is_table(old, lvl):
@@ -489,14 +493,18 @@ class LpaeTable(PgtableBase):
         """Unmap ``count`` pages of ``size`` at ``iova``; returns bytes
         unmapped, 0 when nothing is mapped there (kernel semantics).
 
-        Models arm_lpae_unmap (v4.20, v5.4) / arm_lpae_unmap_pages (v6.13)
-        and __arm_lpae_unmap below it, looping over ``count`` the way
-        __iommu_unmap does. An unmap of part of a block splits it
-        (arm_lpae_split_blk_unmap) in the v4.20 and v5.4 eras and is
-        refused with a warning and 0 in the v6.13 era. ``gather`` is
-        passed through untouched to ``tlb_add_page``.
+        Models arm_lpae_unmap (v4.20, v5.4) / arm_lpae_unmap_pages (v5.14+:
+        v6.1, v6.12, v6.13) and __arm_lpae_unmap below it, calling it
+        again for the rest of ``count`` the way __iommu_unmap does (each
+        call covers at most the rest of one table). An unmap of part of a
+        block splits it (arm_lpae_split_blk_unmap) up to the v6.12 era and
+        is refused with a warning and 0 in the v6.13 era. An unmap that
+        finds nothing returns 0 and records the kernel's WARN in
+        ``kernel_warnings``. ``gather`` is passed through untouched to
+        ``tlb_add_page``.
         """
-        if count == 1 and type(iova) is int and type(size) is int and size in self._size_level \
+        if count == 1 and type(iova) is int and type(size) is int \
+                and size in self._size_level and size & self.pgsize_bitmap \
                 and iova >= 0 and not iova & (size - 1) \
                 and not (iova + size - 1) >> self.ias:
             return self._unmap_at(iova, size, gather, self.start_level,
@@ -518,72 +526,108 @@ class LpaeTable(PgtableBase):
         """__arm_lpae_unmap from table ``t`` at level ``lvl``."""
         shift = self._shift
         mask = self._idx_mask
+        if not self.era.pages_api:
+            pgcount = 1
         while True:
             idx = (iova >> shift[lvl]) & mask[lvl]
             pte = t.ptes[idx]
             if pte == 0:
-                return 0           # WARN_ON(!pte) in the kernel
+                self._warn_on("__arm_lpae_unmap", "empty")
+                return 0
             bs = 1 << shift[lvl]
             if size == bs:
                 return self._unmap_entries(iova, size, gather, lvl, t, idx,
-                                           pgcount if self._pages_api else 1)
+                                           pgcount)
             if self._is_leaf(pte, lvl):
-                if not self._splits:
+                if not self.era.splits_blocks:
                     self._warn("__arm_lpae_unmap",
-                               "Unmap of a partial large IOPTE is not allowed")
+                               "Unmap of a partial large IOPTE is not allowed",
+                               "partial")
                     return 0
                 return self._split_blk_unmap(iova, size, gather, pte, lvl + 1,
-                                             t, idx)
+                                             t, idx, pgcount)
             t = self._tables[pte & PTE_ADDR_MASK]
             lvl += 1
 
+    def _warn_on(self, func, what):
+        """A WARN_ON the model answers with a plain return value: only
+        ``kernel_warnings`` records it."""
+        self.kernel_warnings.append((func, what))
+
+    def _max_entries(self, idx):
+        """arm_lpae_max_entries: entries from ``idx`` to the end of its
+        table page (a concatenated stage-2 pgd is several pages; the
+        run stops at the page's end)."""
+        per = self._ptes_per_table
+        return per - (idx & (per - 1))
+
     def _unmap_entries(self, iova, size, gather, lvl, t, idx, n):
-        """The 'size matches this level' arm of __arm_lpae_unmap: clear the
-        entry (v6.13: up to ``n`` entries), free tables below it with a walk
-        flush, and hand the TLB the leaf maintenance of the era."""
+        """The 'size matches this level' arm of __arm_lpae_unmap: clear up
+        to ``n`` entries (one before v5.14), free tables below them with a
+        walk flush, and hand the TLB the leaf maintenance of the era."""
         func = "__arm_lpae_unmap"
         granule = self.granule
-        if not self._pages_api:
+        tlb = self.tlb
+        if not self.era.pages_api:
             pte = t.ptes[idx]
             self._write(t, idx, 0, func)
             if not self._is_leaf(pte, lvl):
                 # also flush any partial walks, then free the tables
-                if self.kernel == "v4.20":
-                    self.tlb.tlb_add_flush(iova, size, granule, False)
-                    self.tlb.tlb_sync()
+                if self.era.gather_ops:
+                    tlb.tlb_add_flush(iova, size, granule, False)
+                    tlb.tlb_sync()
                 else:
-                    self.tlb.tlb_flush_walk(iova, size, granule)
+                    tlb.tlb_flush_walk(iova, size, granule)
                 self._free_subtree(self._deref(pte), "__arm_lpae_free_pgtable")
             elif self.non_strict:
                 pass        # IO_PGTABLE_QUIRK_NON_STRICT: the flush queue will do
-            elif self.kernel == "v4.20":
-                self.tlb.tlb_add_flush(iova, size, size, True)
+            elif self.era.gather_ops:
+                tlb.tlb_add_flush(iova, size, size, True)
             else:
-                self.tlb.tlb_add_page(gather, iova, size)
+                tlb.tlb_add_page(gather, iova, size)
             return size
-        # v6.12+ (arm_lpae_unmap_pages after "Optimise non-coherent
-        # unmap"): up to the end of this table, stop at the first empty
-        # entry; tables are cleared, walk-flushed and freed first, then
-        # the whole run is cleared, and only a caller's gather that is not
-        # queued (lazy mode) gets every entry of the run, tables included,
-        # as add_page: a NULL gather (the selftest, or arm_lpae_init_pte
-        # replacing a table) queues nothing.
-        n = min(n, len(t.ptes) - idx)
+        n = min(n, self._max_entries(idx))
+        ptes = t.ptes
+        queued = getattr(gather, "queued", False)
         i = 0
+        if not self.era.unmap_run_first:
+            # v5.14 .. v6.11 (the v6.1 era): entry by entry, stopping at the
+            # first empty one; a table is walk-flushed and freed, a leaf
+            # goes to the gather unless it is queued (a NULL gather is not)
+            while i < n:
+                pte = ptes[idx + i]
+                if pte == 0:
+                    self._warn_on(func, "empty")
+                    break
+                self._write(t, idx + i, 0, "__arm_lpae_clear_pte")
+                if not self._is_leaf(pte, lvl):
+                    tlb.tlb_flush_walk(iova + i * size, size, granule)
+                    self._free_subtree(self._deref(pte), "__arm_lpae_free_pgtable")
+                elif not queued:
+                    tlb.tlb_add_page(gather, iova + i * size, size)
+                i += 1
+            return i * size
+        # v6.12+ ("Optimise non-coherent unmap"): up to the first empty
+        # entry, tables are cleared, walk-flushed and freed first, then the
+        # whole run is cleared, and only a caller's gather that is not
+        # queued gets every entry of the run, tables included, as add_page:
+        # a NULL gather (the selftest, or arm_lpae_init_pte replacing a
+        # table) queues nothing.
         while i < n:
-            pte = t.ptes[idx + i]
+            pte = ptes[idx + i]
             if pte == 0:
+                self._warn_on(func, "empty")
                 break
             if not self._is_leaf(pte, lvl):
                 self._write(t, idx + i, 0, "__arm_lpae_clear_pte")
-                self.tlb.tlb_flush_walk(iova + i * size, size, granule)
+                tlb.tlb_flush_walk(iova + i * size, size, granule)
                 self._free_subtree(self._deref(pte), "__arm_lpae_free_pgtable")
             i += 1
         if i:
             self._write(t, idx, 0, "__arm_lpae_clear_pte", count=i)
-            if gather is not None and not getattr(gather, "queued", False):
+            if gather is not None and not queued:
                 for j in range(i):
-                    self.tlb.tlb_add_page(gather, iova + j * size, size)
+                    tlb.tlb_add_page(gather, iova + j * size, size)
         return i * size
 
     def _free_subtree(self, t, func):
@@ -594,65 +638,84 @@ class LpaeTable(PgtableBase):
                     self._free_subtree(self._deref(pte), func)
         self._free_table(t, func)
 
-    def _split_blk_unmap(self, iova, size, gather, blk_pte, lvl, parent, pidx):
+    def _split_blk_unmap(self, iova, size, gather, blk_pte, lvl, parent, pidx,
+                         pgcount=1):
         """arm_lpae_split_blk_unmap (v4.20 .. v6.12): replace the block
         ``blk_pte`` (at level ``lvl - 1``) by a table at ``lvl`` mapping the
-        same memory minus the part being unmapped, then hand the TLB its
-        maintenance: v4.20 issues and syncs it right here, v5.4 adds the
-        page to the caller's gather."""
+        same memory minus the part being unmapped (from v5.14 ``pgcount``
+        pages, up to the end of the new table), then hand the TLB its
+        maintenance: v4.20 issues and syncs it right here, v5.4 and later
+        add each page to the caller's gather."""
         func = "arm_lpae_split_blk_unmap"
         split_sz = self.block_size(lvl)
         blk_iova = iova & ~(self.block_size(lvl - 1) - 1)
-        unmap_idx = self.level_index(iova, lvl) if size == split_sz else -1
+        unmap_idx, num = -1, 0
+        if size == split_sz:
+            unmap_idx = self.level_index(iova, lvl)
+            num = min(pgcount, self._max_entries(unmap_idx)) \
+                if self.era.pages_api else 1
         table = self._alloc_table(lvl, blk_iova, func)
         attrs = blk_pte & PTE_ATTR_MASK
         blk_paddr = blk_pte & PTE_ADDR_MASK & ~(self.block_size(lvl - 1) - 1)
         first = self._leaf_pte(blk_paddr, attrs, lvl)
         n = len(table.ptes)
         table.ptes[:] = array("Q", range(first, first + n * split_sz, split_sz))
-        if unmap_idx >= 0:
-            table.ptes[unmap_idx] = 0
+        if num:
+            table.ptes[unmap_idx:unmap_idx + num] = array("Q", bytes(8 * num))
         self._dirty.add(table.paddr)
         if self.trace:
             self.trace(func, "table_fill", table=table.paddr, level=lvl,
                        iova=blk_iova, first=first, step=split_sz, count=n,
-                       skipped=unmap_idx)
+                       skipped=unmap_idx, skipped_count=num)
         if self.split_nt:
             # BBML1: mark the block nT and invalidate it before replacing it,
             # so no TLB entry from the old descriptor lacks nT (SMMUv3 3.21.1)
             blk_sz = self.block_size(lvl - 1)
             self._write(parent, pidx, blk_pte | PTE_NT,
                         "arm_lpae_split_blk_unmap (nT sequence)")
-            if self.kernel == "v4.20":
+            if self.era.gather_ops:
                 self.tlb.tlb_add_flush(blk_iova, blk_sz, blk_sz, True)
                 self.tlb.tlb_sync()
             else:
                 self.tlb.tlb_flush_leaf(blk_iova, blk_sz, blk_sz)
         # arm_lpae_install_table: the table replaces the live block
         self._write(parent, pidx, self._table_pte(table), "arm_lpae_install_table")
-        if unmap_idx >= 0:
-            if self.kernel == "v4.20":
-                self.tlb.tlb_add_flush(iova, size, size, True)
-                if self.split_sync:
-                    self.tlb.tlb_sync()
-            elif self.split_sync:
-                self.tlb.tlb_flush_leaf(iova, size, size)
-            else:
-                self.tlb.tlb_add_page(gather, iova, size)
-            return size
-        return self._unmap_at(iova, size, gather, lvl, table, "__arm_lpae_unmap")
+        if num:
+            for k in range(num):
+                a = iova + k * size
+                if self.era.gather_ops:
+                    self.tlb.tlb_add_flush(a, size, size, True)
+                    if self.split_sync:
+                        self.tlb.tlb_sync()
+                elif self.split_sync:
+                    self.tlb.tlb_flush_leaf(a, size, size)
+                else:
+                    self.tlb.tlb_add_page(gather, a, size)
+            return num * size
+        return self._unmap_at(iova, size, gather, lvl, table, "__arm_lpae_unmap",
+                              pgcount)
 
     # ------------------------------------------------------------------ lookups
     def iova_to_phys(self, iova: int) -> int:
         """arm_lpae_iova_to_phys: the physical address ``iova`` translates
-        to, or 0 when it is not mapped."""
+        to, or 0 when it is not mapped. As in the kernel, an iova beyond
+        ``ias`` is not refused: each level's index takes its bits, so the
+        bits above ``ias`` are ignored."""
         if not isinstance(iova, int) or iova < 0:
             raise PgtableError("EINVAL", f"iova {iova!r} must be a "
                                "non-negative integer")
-        tr = self.translate(iova)
-        if tr is None:
-            return 0
-        return tr.paddr | (iova & (tr.size - 1))
+        t = self.pgd
+        lvl = self.start_level
+        while True:
+            pte = t.ptes[self.level_index(iova, lvl)]
+            if not pte:
+                return 0
+            if self._is_leaf(pte, lvl):
+                return (pte & PTE_ADDR_MASK) | (iova & (self.block_size(lvl) - 1))
+            if lvl == MAX_LEVELS - 1:
+                return 0
+            t = self._deref(pte)
+            lvl += 1
 
     def translate(self, iova: int):
         """A hardware walk: the :class:`Translation` for ``iova`` (the leaf

@@ -1,6 +1,7 @@
 """The Armv7 short-descriptor format: a model of
-``drivers/iommu/io-pgtable-arm-v7s.c`` (``ARM_V7S``) in four kernel eras
-(v4.20, v5.4, v6.12, v6.13).
+``drivers/iommu/io-pgtable-arm-v7s.c`` (``ARM_V7S``) in the kernel eras
+v4.20, v5.4, v6.1, v6.12 and v6.13 (v6.1 behaves as v6.12 here: checked
+against both Debian packages' code by ``make conformance``).
 
 Two levels (the kernel numbers them 1 and 2): a 16 KiB level-1 table of
 4096 32-bit entries, each a 1 MiB section or a pointer to a 1 KiB
@@ -35,7 +36,8 @@ Example::
     ('0x200000', '0x90000000', 65536, 16)
 
 What changed between the eras, each rule keyed to the release that
-brought it (``era_at_least``), so v6.12 is v5.4 plus:
+brought it (a field of the era's
+:class:`~iommu_viz.pgtable.common.KernelEra`), so v6.12 is v5.4 plus:
 
 * v5.11, "iommu/io-pgtable: Remove tlb_flush_leaf" (fefe8527a1e0):
   arm_v7s_split_cont invalidates the CONT group with tlb_flush_walk.
@@ -78,7 +80,7 @@ from .common import (
     IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE,
     SZ_1M, SZ_4K, SZ_16M, SZ_64K,
     PgtableError, RecordingFlushOps, TableSnapshot,
-    Translation, WalkStep, check_kernel, era_at_least, fmt_size,
+    Translation, WalkStep, era, fmt_size,
 )
 from .lpae import PteInfo
 
@@ -237,7 +239,7 @@ class V7sTable(PgtableBase):
                  tlb=None, non_strict=False, ns=False, no_perms=False,
                  mtk_ext=False, pgsize_bitmap=ALL_PGSIZES, trace=None,
                  split_sync=None):
-        check_kernel(kernel)
+        rules = era(kernel)
         if granule != SZ_4K:
             shown = (f"{granule:#x}" if isinstance(granule, int)
                      else repr(granule))
@@ -255,18 +257,18 @@ class V7sTable(PgtableBase):
                 f"pgsize_bitmap {shown} must be a non-empty subset of "
                 f"{ALL_PGSIZES:#x} (4 KiB, 64 KiB, 1 MiB, 16 MiB)")
         if mtk_ext and not no_perms:
-            name = "ARM_MTK_EXT" if era_at_least(kernel, (5, 4)) \
+            name = "ARM_MTK_EXT" if rules.mtk_pa_bits \
                 else "ARM_MTK_4GB"
             raise ValueError(
                 f"the {name} quirk needs NO_PERMS too: its address bits "
                 "reuse permission bits (arm_v7s_alloc_pgtable refuses it)")
-        if non_strict and era_at_least(kernel, (5, 15)):
+        if non_strict and rules.queued_gather:
             raise ValueError(
                 f"the NON_STRICT quirk is gone in the {kernel} era (removed "
                 "in v5.15, a8e5f04458c4); pass a gather with queued=True "
                 "instead")
         # v5.12 (MT8192): ias up to 34 and PA bit 34 with ARM_MTK_EXT
-        mtk_34 = era_at_least(kernel, (5, 12))
+        mtk_34 = rules.mtk_pa34
         max_ias = 34 if (mtk_ext and mtk_34) else ADDR_BITS
         if not isinstance(ias, int) or not 21 <= ias <= max_ias:
             raise ValueError(
@@ -275,13 +277,15 @@ class V7sTable(PgtableBase):
         max_oas = ADDR_BITS
         if mtk_ext:
             # ARM_MTK_4GB: 32 bits; ARM_MTK_EXT (v5.4): 34; v5.12: 35
-            max_oas = 35 if mtk_34 else 34 if era_at_least(kernel, (5, 4)) \
+            max_oas = 35 if mtk_34 else 34 if rules.mtk_pa_bits \
                 else 32
         if not isinstance(oas, int) or not 32 <= oas <= max_oas:
             raise ValueError(
                 f"oas {oas!r} is out of range; this table takes 32 to "
                 f"{max_oas} bits")
         self.kernel = kernel
+        #: the era's rules (:class:`~iommu_viz.pgtable.common.KernelEra`)
+        self.era = rules
         self.granule = SZ_4K
         self.ias = ias
         self.oas = oas
@@ -294,23 +298,26 @@ class V7sTable(PgtableBase):
         self.trace = trace
         #: whether arm_v7s_split_blk_unmap invalidates and syncs the
         #: unmapped part itself (None: as the era did; True in v4.20)
-        self.split_sync = (not era_at_least(kernel, (5, 4))) \
+        self.split_sync = rules.split_syncs_itself \
             if split_sync is None else bool(split_sync)
         self.warnings: list[str] = []
+        #: every WARN the kernel code prints, as (function, what), as for
+        #: LpaeTable (``'empty'``: an unmap found an invalid entry)
+        self.kernel_warnings: list[tuple[str, str]] = []
         # The era's rules, each named by the release that brought it.
         #: struct iommu_gather_ops (tlb_add_flush + tlb_sync) before v5.4
-        self._gather_ops = not era_at_least(kernel, (5, 4))
+        self._gather_ops = rules.gather_ops
         #: ARM_MTK_EXT address bits 32/33 via paddr_to_iopte (v5.4); before
         #: that ARM_MTK_4GB sets bit 9 in arm_v7s_prot_to_pte
-        self._mtk_pa_bits = era_at_least(kernel, (5, 4))
+        self._mtk_pa_bits = rules.mtk_pa_bits
         #: tlb_flush_leaf removed (fefe8527a1e0, v5.11): flush_walk instead
-        self._flush_leaf = not era_at_least(kernel, (5, 11))
+        self._flush_leaf = not rules.at_least((5, 11))
         #: MediaTek PA bit 34 at PTE bit 5 (v5.12)
         self._mtk_pa34 = mtk_34
         #: iommu_iotlb_gather_queued replaces NON_STRICT (v5.15)
-        self._queued_gather = era_at_least(kernel, (5, 15))
+        self._queued_gather = rules.queued_gather
         #: partial unmaps split (until v6.12; fd50651636fb in v6.13)
-        self._splits = not era_at_least(kernel, (6, 13))
+        self._splits = rules.splits_blocks
 
         self.pgsize_bitmap = pgsize_bitmap
         self.pg_shift = 12
@@ -318,7 +325,7 @@ class V7sTable(PgtableBase):
         self.start_level = 1
         # _ARM_V7S_LVL_BITS(1): 12 bits before v5.12; ias - 20 since
         # "Quad lvl1 pgtable for MediaTek" (v5.12), for every table
-        l1_bits = ias - 20 if era_at_least(kernel, (5, 12)) else 12
+        l1_bits = ias - 20 if rules.mtk_pa34 else 12
         self.pgd_entries = 1 << l1_bits
         self.pgd_size = self.pgd_entries * 4
         self._prot_cache: dict[tuple, int] = {}
@@ -665,7 +672,7 @@ class V7sTable(PgtableBase):
         unmapped, 0 when nothing (valid) is mapped there.
 
         Models arm_v7s_unmap (v4.20, v5.4) / arm_v7s_unmap_pages
-        (v5.14+: v6.12, v6.13) and __arm_v7s_unmap below them, looping
+        (v5.14+: v6.1, v6.12, v6.13) and __arm_v7s_unmap below them, looping
         over ``count`` and stopping at the first page that unmaps
         nothing, as __iommu_unmap / unmap_pages do. Unmapping part of a
         CONT group splits it (arm_v7s_split_cont) and part of a section
@@ -677,9 +684,21 @@ class V7sTable(PgtableBase):
         self._check_count(count)
         self._check_pgsize(size, "unmap")
         self._check_iova(iova, size, count)
+        total = size * count
         done = 0
-        for _ in range(count):
-            got = self._unmap_at(iova + done, size, gather, 1, self.pgd)
+        while done < total:
+            # one arm_v7s_unmap_pages call (v5.14+) unmaps page by page up
+            # to the first that fails; __iommu_unmap calls again from
+            # there, which WARNs once more and returns 0. Before v5.14 the
+            # core called arm_v7s_unmap once a page.
+            n = (total - done) // size if self.era.pages_api else 1
+            got = 0
+            for _ in range(n):
+                one = self._unmap_at(iova + done + got, size, gather, 1,
+                                     self.pgd)
+                if not one:
+                    break
+                got += one
             if not got:
                 break
             done += got
@@ -707,12 +726,14 @@ class V7sTable(PgtableBase):
         idx = self.level_index(iova, lvl)
         ptes = list(t.ptes[idx:idx + max(n, 1)])
         if not all(pte_is_valid(p) for p in ptes):
-            return 0            # WARN_ON(!ARM_V7S_PTE_IS_VALID) in the kernel
+            # WARN_ON(!ARM_V7S_PTE_IS_VALID) in the kernel
+            self.kernel_warnings.append((func, "empty"))
+            return 0
         pte0 = ptes[0]
         if n <= 1 and pte_is_cont(pte0, lvl):
             if not self._splits:
                 self._warn(func, "Unmap of a partial large IOPTE is not "
-                           "allowed")
+                           "allowed", "partial")
                 return 0
             pte0 = self._split_cont(iova, idx, lvl, t)
         if n:
@@ -735,7 +756,7 @@ class V7sTable(PgtableBase):
         if lvl == 1 and not pte_is_table(pte0, 1):
             if not self._splits:
                 self._warn(func, "Unmap of a partial large IOPTE is not "
-                           "allowed")
+                           "allowed", "partial")
                 return 0
             return self._split_blk_unmap(iova, size, gather, pte0, t, idx)
         return self._unmap_at(iova, size, gather, 2, self._deref(pte0))
@@ -823,17 +844,18 @@ class V7sTable(PgtableBase):
     # ------------------------------------------------------------ lookups
     def iova_to_phys(self, iova: int) -> int:
         """arm_v7s_iova_to_phys: the physical address ``iova`` translates
-        to, or 0 when it is not mapped. In v4.20 4GB mode (``mtk_ext``)
+        to, or 0 when it is not mapped (an iova beyond ``ias`` reads the
+        entry its low bits index, as the kernel does). In v4.20 4GB mode (``mtk_ext``)
         this is the kernel's 32-bit answer, without the bit 32 the
         MediaTek hardware adds (see :meth:`translate`)."""
         if not isinstance(iova, int) or iova < 0:
             raise PgtableError("EINVAL", f"iova {iova!r} must be a "
                                "non-negative integer")
-        if iova >> self.ias:
-            return 0
         t = self.pgd
         lvl = 1
         while True:
+            # no check against ias: as in the kernel, each level's index
+            # takes its bits and the bits above ias are ignored
             pte = t.ptes[self.level_index(iova, lvl)]
             if not pte_is_table(pte, lvl):
                 break

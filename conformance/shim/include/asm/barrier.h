@@ -1,0 +1,1 @@
+/* everything is in conformance/shim/shim.h */
