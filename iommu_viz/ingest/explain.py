@@ -72,15 +72,16 @@ def _split_note(engine, iova, tr) -> str:
     if line is None:
         return ""
     kernel = engine.kernel
-    where = f"the {fmt_size(parent)} block at {base:#x} was split at line {line}"
+    where = f"not a missing mapping; the {fmt_size(parent)} block at {base:#x} was split at line {line}"
     if not era_at_least(kernel, (5, 4)):
         return (f"{where}; in the {kernel} era the split invalidates and "
                 "syncs the unmapped page itself, so a stale entry needs a "
                 "caller that skipped its own sync (non-strict mode)")
-    return (f"{where}; in the {kernel} era the split adds the page to the "
-            "caller's gather, so until iotlb_sync the SMMU may still use the "
-            "old block entry, and with BBML 0 it may hold the old block and "
-            "the new page together (a TLB conflict, F_TLB_CONFLICT 0x20)")
+    return (f"{where}; in the {kernel} era the split leaves the old block's "
+            "invalidation to the caller's gather, so until the caller syncs "
+            "(iommu_unmap_fast without iotlb_sync) the TLB may keep the old "
+            "block, and with BBML 0 the old block and a new page together "
+            "(a TLB conflict, F_TLB_CONFLICT 0x20)")
 
 
 def explain_fault(engine, f: FaultLine) -> Fault:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..pgtable.common import fmt_size
 from .formats import LogFormatError, TIME
 
 __all__ = ["FaultLine", "Fault", "scan_fault", "FAULT_FORMATS",
@@ -110,7 +111,7 @@ class FaultLine:
 
 
 def _time(line: str, end: int) -> float | None:
-    m = TIME.search(line, 0, max(0, end))
+    m = TIME.search(line, 0, max(0, end) + 1)
     return float(m.group(1)) if m else None
 
 
@@ -280,8 +281,11 @@ class Fault:
             by = f" by {self.unmap_device}" if self.unmap_device else ""
             when = f", {format_dt(self.dt)} before" if self.dt is not None \
                 else ""
-            body = (f"use after unmap: unmapped at line {self.unmap_line}"
-                    f"{by}{when}")
+            what = ""
+            if self.unmap_iova is not None and self.unmap_size:
+                what = (f" ({self.unmap_iova:#x} +{fmt_size(self.unmap_size)})")
+            body = (f"use after unmap: unmapped{what} at line "
+                    f"{self.unmap_line}{by}{when}")
         elif self.verdict == "mapped":
             body = f"mapped (to {self.paddr:#x}) when it faulted"
             if self.note:

@@ -150,7 +150,9 @@ class Summary:
             f"replay: {name} {short_size(self.granule)} granule, "
             f"{self.ias}-bit iova, kernel {self.kernel} era{dev}",
             f"log: {self.lines} lines, {self.events} iommu events, "
-            f"{self.skipped} other lines, {self.malformed} malformed",
+            f"{self.skipped} other lines, {self.malformed} malformed"
+            + (f", {self.fault_lines} fault lines" if self.fault_lines
+               else ""),
             f"map requests      {self.map_requests:>10}  "
             f"{fmt_size(self.mapped_bytes) if self.mapped_bytes else '0'} mapped",
             f"unmap requests    {self.unmap_requests:>10}  "
