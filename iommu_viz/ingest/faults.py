@@ -61,7 +61,7 @@ SMMU_V3_ADDR_EVENTS = {0x10: "F_TRANSLATION", 0x11: "F_ADDR_SIZE",
 _HEX = r"0x([0-9a-fA-F]{1,16})"
 _TRACE = re.compile(r"io_page_fault: IOMMU:(\S*) (\S+) iova=" + _HEX
                     + r" flags=0x([0-9a-fA-F]+)", re.ASCII)
-_AMD = re.compile(r"(?:^|\s)(?:(\S+) (\S+): )?(?:AMD-Vi: )?Event logged "
+_AMD = re.compile(r"(?:(\S+) (\S+): (?=AMD-Vi: ))?(?:AMD-Vi: )?Event logged "
                   r"\[IO_PAGE_FAULT (?:device=([0-9a-fA-F:.]+) )?"
                   r"domain=0x([0-9a-fA-F]+) address=" + _HEX
                   + r" flags=0x([0-9a-fA-F]+)\]", re.ASCII)
@@ -121,18 +121,21 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
     report but does not read as the kernel prints it."""
     fmt = None
     for word, name in _STARTS:
-        if word in line:
+        at = line.find(word)
+        if at >= 0:
             fmt = name
             break
     if fmt is None:
         return None
+    # the timestamp is the first one before the report's own words
+    when = _time(line, at)
     if fmt == "amd-trace":
         m = _TRACE.search(line)
         if m:
             drv, dev, iova, flags = m.groups()
             return FaultLine(fmt, lineno, int(iova, 16),
                              dev if not drv else f"{dev} ({drv})", None,
-                             f"flags=0x{flags}", _time(line, m.start()))
+                             f"flags=0x{flags}", when)
         raise LogFormatError("io_page_fault line does not read as the "
                              "tracepoint prints it, 'io_page_fault: "
                              "IOMMU:<driver> <device> iova=0x<hex> "
@@ -146,7 +149,7 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
             return FaultLine(fmt, lineno, int(addr, 16), dev,
                              "write" if flags & 0x20 else "read",
                              f"domain=0x{dom} flags=0x{flags:04x}",
-                             _time(line, m.start()))
+                             when)
         raise LogFormatError("AMD-Vi IO_PAGE_FAULT line does not read as "
                              "amd_iommu prints it, 'Event logged "
                              "[IO_PAGE_FAULT [device=..] domain=0x.. "
@@ -162,7 +165,7 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
         ev = int(evid, 16)
         name = SMMU_V3_ADDR_EVENTS.get(ev, f"event 0x{ev:02x}")
         return FaultLine(fmt, lineno, None, dev, None, name,
-                         _time(line, m.start()), SMMU_V3_DWORDS)
+                         when, SMMU_V3_DWORDS)
     if fmt == "smmu":
         m = _SMMU.search(line)
         if m:
@@ -171,7 +174,7 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
                                 if cbfr is not None else "")
             return FaultLine(fmt, lineno, int(iova, 16), who,
                              "write" if int(fsynr, 16) & 0x10 else "read",
-                             f"fsr=0x{fsr}", _time(line, m.start()))
+                             f"fsr=0x{fsr}", when)
         raise LogFormatError("arm-smmu context fault line does not read as "
                              "'Unhandled context fault: fsr=0x.., "
                              "iova=0x.., fsynr=0x.., [cbfrsynra=0x.., ]"
@@ -184,7 +187,7 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
             return FaultLine(fmt, lineno, int(addr, 16), dev,
                              "read" if kind == "DMA Read" else "write",
                              ("fault reason" + reason)[:60],
-                             _time(line, m.start()))
+                             when)
         if "fault index" in line or "INTR-REMAP" in line:
             return None          # an interrupt-remapping fault: no iova
         raise LogFormatError("DMAR fault line does not read as "
@@ -199,7 +202,7 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
         if access not in ("read", "write"):
             access = None
         return FaultLine("mtk", lineno, int(iova, 16), dev, access,
-                         f"type=0x{typ}", _time(line, m.start()))
+                         f"type=0x{typ}", when)
     raise LogFormatError("MediaTek fault line does not read as mtk_iommu "
                          "prints it, 'fault type=0x.. iova=0x.. pa=0x.. "
                          "...'", line, lineno)

@@ -3,11 +3,11 @@
 A log reaches the replay as a path, a text or binary file object (standard
 input included), a string holding the log's text, or an iterable of lines.
 Whatever the source, a line ends at ``\\n``, ``\\r\\n``, ``\\r\\r\\n`` (the
-serial-console ending) or a lone ``\\r``: any run of carriage returns,
-with or without a line feed after it, ends exactly one line. So line
-numbers are those ``grep -n`` gives for a log with ``\\n`` or ``\\r\\n``
-endings, and the same for a serial-console capture, from a file, from
-standard input or from a notebook's string.
+serial-console ending) or a lone ``\\r``: carriage returns followed by a
+line feed end one line with it, and a carriage return not followed by a
+line feed ends a line by itself. So line numbers are those ``grep -n``
+gives for a log with ``\\n``, ``\\r\\n`` or ``\\r\\r\\n`` endings, from a
+file, from standard input or from a notebook's string.
 
 An iterable's items are lines already: each is one line, whatever it
 holds (its own trailing line ending is dropped by the readers).
@@ -28,7 +28,7 @@ __all__ = ["TextSource", "open_text", "is_log_text", "strip_quote",
 
 #: bytes read from a file at a time
 BLOCK = 1 << 15
-_CR_RUN = re.compile(r"\r+\n?")
+_CR_RUN = re.compile(r"\r*\n|\r")
 #: A mail quote: one or more '>' (with optional spaces) at the start.
 _QUOTE = re.compile(r"[ \t]*(?:>[ \t]?)+")
 

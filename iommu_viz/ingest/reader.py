@@ -24,8 +24,9 @@ from .lines import strip_quote
 _NAN = float("nan")
 #: a line that ends where an event's fields would start: the rest may be
 #: on the next line (a mail client's wrap)
-_OPEN_END = re.compile(r"(?:\b(?:un)?map|mapping|unmapped|unmap this|"
-                       r"IOMMU|io_page_fault):[ \t]*$", re.ASCII)
+_OPEN_END = re.compile(r"(?:\b(?:un)?map:|mapping:|unmapped:|unmap this:|"
+                       r"IOMMU:|io_page_fault:|Event logged|DMAR:|"
+                       r"Unhandled context fault:)[ \t]*$", re.ASCII)
 #: lines a wrapped event may span
 _JOIN_MAX = 3
 
