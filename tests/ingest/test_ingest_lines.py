@@ -167,7 +167,7 @@ def _churn(n):
 
 
 def test_memory_follows_the_mapped_state_not_the_log():
-    n = 60_000
+    n = 30_000
     tracemalloc.start()
     try:
         r = replay(_churn(n), keep_events=False, progress=False)
