@@ -22,14 +22,17 @@ from .formats import (
     UNMAP,
 )
 
-from .tables import (CountingFlushOps, IotlbGather, live_bytes, make_table,
-                     replaced_by)
+from .tables import (CountingFlushOps, IotlbGather, LeafSlots, live_bytes,
+                     make_table, replaced_by)
 
 __all__ = ["MAX_REJECTED"]
 
 #: How many refused requests are kept with their message (all are counted).
 MAX_REJECTED = 1000
 _TICK = 0x3FFF
+#: Write granule pages straight into known last-level tables (LeafSlots);
+#: the tests turn it off to check that it changes nothing.
+FAST_LEAVES = True
 
 
 class _Engine:
@@ -71,6 +74,10 @@ class _Engine:
         self.unmaps: dict = {}
         #: (iova, line) of each partial unmap that split a block
         self.split_log: list = []
+        self.leaf = None
+        if FAST_LEAVES and fmt == "lpae":
+            leaf = LeafSlots(self.table, kernel, ias, self.gather)
+            self.leaf = leaf if leaf.ok else None
 
     # -- helpers -----------------------------------------------------------
     def _reject(self, i, message):
@@ -145,6 +152,7 @@ class _Engine:
         table = self.table
         tmap = table.map
         prot = IOMMU_READ | IOMMU_WRITE
+        leaf = self.leaf
         done = []          # (iova, pgsize, count) mapped so far
         lost = 0
         try:
@@ -153,6 +161,10 @@ class _Engine:
                 if pg > self.granule:
                     slots = [replaced_by(table, self.fmt, a + k * pg, pg)
                              for k in range(n)]
+                if leaf is not None and pg == self.granule and \
+                        leaf.map_run(a, p, n):
+                    done.append((a, pg, n))
+                    continue
                 if self.map_pages or n == 1:
                     tmap(a, p, pg, prot, n)
                     done.append((a, pg, n))
@@ -170,6 +182,8 @@ class _Engine:
                     done.append((a, pg, n))
                     k = n
                 lost += self._count_replaced(slots, k)
+                if leaf is not None and pg == self.granule:
+                    leaf.learn(a)
         except PgtableError as e:
             # iommu_map's clean-up: unmap what this request mapped
             for a, pg, n in done:
@@ -219,6 +233,7 @@ class _Engine:
         table = self.table
         tunmap = table.unmap
         gather = self.gather
+        leaf, counts = self.leaf, self.tlb.counts
         nwarnings = table.warnings.__len__
         by_tables = self._count_by_tables
         ntables = table._tables.__len__ if by_tables else None
@@ -230,6 +245,13 @@ class _Engine:
                 # the count; the table's loop over ``count`` is the former
                 a = iova + done
                 pg, n = self._pgsize(a, a, size - done)
+                if pg == g and leaf is not None and \
+                        not (a + pg * n - 1) >> table.ias:
+                    got = leaf.unmap_run(a, n, counts) * g
+                    if got:
+                        live += got
+                        done += got
+                        continue
                 if pg == g and by_tables:
                     # LPAE granule pages: no table can be freed, so the table
                     # count grows by one for each split
@@ -321,6 +343,15 @@ class _Engine:
             ug = -1         # no size is: every unmap is a request
         dev = None if self.device is None else \
             log._dev_index.get(self.device, -1)
+        # granule pages into last-level tables already seen (LeafSlots)
+        leaf = self.leaf
+        sget = leaf.slots.get if leaf is not None else None
+        if sget is not None:
+            span, gshift, imask, lbits = (leaf.span, leaf.gshift, leaf.imask,
+                                          leaf.bits)
+            tget, dirty = table._tables.get, table._dirty.add
+            ucalls, counts = leaf.unmap_calls, self.tlb.counts
+            pa_top = 1 << table.oas
         mapped, peak = self.mapped, self.peak
         peak_at = -1          # event index where the peak was last raised
         fast_maps = fast_unmapped = 0
@@ -339,11 +370,27 @@ class _Engine:
                 if k == MAP:
                     map_requests += 1
                     if size == g and not (iova | pa) & gmask:
+                        if sget is not None and pa < pa_top:
+                            t = sget(iova >> span)
+                            if t is not None and tget(t.paddr) is t:
+                                x = (iova >> gshift) & imask
+                                ptes = t.ptes
+                                if not ptes[x]:
+                                    ptes[x] = pa | lbits
+                                    dirty(t.paddr)
+                                    fast_maps += 1
+                                    mapped += g
+                                    if mapped > peak:
+                                        peak = mapped
+                                        peak_at = i
+                                    continue
                         try:
                             tmap(iova, pa, g, prot)
                         except PgtableError as e:
                             self._reject(i, str(e))
                             continue
+                        if sget is not None:
+                            leaf.learn(iova)
                         fast_maps += 1
                         mapped += g
                     else:
@@ -354,6 +401,23 @@ class _Engine:
                 elif k == UNMAP:
                     unmap_requests += 1
                     if size == ug and not iova & gmask:
+                        if sget is not None:
+                            t = sget(iova >> span)
+                            if t is not None and tget(t.paddr) is t:
+                                x = (iova >> gshift) & imask
+                                ptes = t.ptes
+                                if ptes[x] & 3 == 3:      # a page
+                                    ptes[x] = 0
+                                    dirty(t.paddr)
+                                    for name, c in ucalls:
+                                        counts[name] = counts.get(name, 0) + c
+                                    fast_unmapped += g
+                                    unmaps[iova] = (lines[i], times[i],
+                                                    names[devs[i]], g)
+                                    if g != args[i]:
+                                        disagree += 1
+                                    mapped -= g
+                                    continue
                         nt = ntables()
                         nw = nwarnings()
                         try:

@@ -6,12 +6,14 @@ would free).
 
 from __future__ import annotations
 
+from array import array
+
 from ..pgtable.common import FlushOps, PgtableError, SZ_1M, era_at_least
-from ..pgtable.lpae import LpaeTable
+from ..pgtable.lpae import PTE_ADDR_MASK, LpaeTable
 from ..pgtable.v7s import ADDR_BITS as V7S_ADDR_BITS, V7sTable
 
 __all__ = ["CountingFlushOps", "IotlbGather", "make_table", "live_bytes",
-           "replaced_by", "v7s_max_oas"]
+           "replaced_by", "v7s_max_oas", "LeafSlots"]
 
 
 class CountingFlushOps(FlushOps):
@@ -133,3 +135,113 @@ def replaced_by(table, fmt, iova, pgsize):
         if live and walk(iova)[-1].size < pgsize:
             return live, 1
         return 0, 0
+
+
+class LeafSlots:
+    """The last-level tables of an LPAE table that the replay has seen,
+    by the iova span each covers, so that a granule page can be written
+    into (or cleared from) its slot directly: the same descriptor that
+    ``LpaeTable.map`` writes for one page into an existing last-level
+    table (__arm_lpae_init_pte), and the same flush-op calls that
+    ``LpaeTable.unmap`` makes for one page (__arm_lpae_unmap), learnt
+    from a scratch table of the same settings rather than restated here.
+    Anything else (no table yet, a slot in use, a block, a freed table)
+    goes to the table's own map/unmap. A test replays random logs both
+    ways and compares every table.
+
+    ``ok`` is False when the scratch table shows something this shortcut
+    does not cover (then the replay never takes it)."""
+
+    def __init__(self, table, kernel, ias, gather):
+        self.table = table
+        self.slots: dict = {}
+        self.bits = 0
+        self.unmap_calls: tuple = ()
+        self.ok = False
+        if table.fmt != "lpae" or table.trace is not None:
+            return
+        g = table.granule
+        self.span = table.pg_shift + (table.pg_shift - 3)   # one table's span
+        self.gshift = table.pg_shift
+        self.imask = (1 << (table.pg_shift - 3)) - 1
+        try:
+            self.ok = self._learn(kernel, ias, g, gather)
+        except (PgtableError, KeyError, AttributeError, IndexError):
+            self.ok = False
+
+    def _learn(self, kernel, ias, g, gather) -> bool:
+        rec = CountingFlushOps()
+        t = make_table("lpae", g, kernel, ias, False, rec)
+        iova = 1 << (ias - 1)
+        bits = set()
+        for k, pa in enumerate((0x80000000, 0x1234567000 & ~(g - 1))):
+            a = iova + k * g
+            t.map(a, pa, g)
+            pte = t.walk(a)[-1].pte
+            b = pte ^ pa
+            if b & PTE_ADDR_MASK or pte != pa | b:
+                return False
+            bits.add(b)
+        if len(bits) != 1 or rec.counts:
+            return False
+        self.bits = bits.pop()
+        t.unmap(iova, g, gather)
+        self.unmap_calls = tuple(rec.counts.items())
+        return True
+
+    def _slot(self, iova):
+        """The cached last-level table for ``iova`` if it is still the
+        table's, and the index of ``iova``'s slot in it."""
+        t = self.slots.get(iova >> self.span)
+        if t is None or self.table._tables.get(t.paddr) is not t:
+            return None, 0
+        return t, (iova >> self.gshift) & self.imask
+
+    def map_run(self, iova, pa, n) -> bool:
+        """Write ``n`` granule pages at ``iova`` -> ``pa`` when they all
+        fall in empty slots of one cached table; False (nothing written)
+        otherwise."""
+        t, x = self._slot(iova)
+        g = self.table.granule
+        if t is None or x + n > len(t.ptes) or \
+                (pa + n * g - 1) >> self.table.oas:
+            return False
+        ptes = t.ptes
+        if n == 1:
+            if ptes[x]:
+                return False
+            ptes[x] = pa | self.bits
+        else:
+            if any(ptes[x:x + n]):
+                return False
+            first = pa | self.bits
+            ptes[x:x + n] = array("Q", range(first, first + n * g, g))
+        self.table._dirty.add(t.paddr)
+        return True
+
+    def unmap_run(self, iova, n, counts) -> int:
+        """Clear up to ``n`` granule pages from ``iova`` in one cached
+        table, stopping at the first empty slot or the table's end, and
+        count the flush-op calls each page makes; returns the pages
+        cleared (0: not cached, or nothing there)."""
+        t, x = self._slot(iova)
+        if t is None:
+            return 0
+        ptes = t.ptes
+        end = min(len(ptes), x + n)
+        k = x
+        while k < end and ptes[k] & 3 == 3:       # a page descriptor
+            k += 1
+        k -= x
+        if k:
+            ptes[x:x + k] = array("Q", bytes(8 * k))
+            self.table._dirty.add(t.paddr)
+            for name, c in self.unmap_calls:
+                counts[name] = counts.get(name, 0) + c * k
+        return k
+
+    def learn(self, iova):
+        """Remember the last-level table that holds ``iova``'s slot now."""
+        step = self.table.walk(iova)[-1]
+        if step.level == 3:
+            self.slots[iova >> self.span] = self.table._tables[step.table]
