@@ -70,7 +70,7 @@ class _Engine:
         self._trace_splits = 0
         self._trace_warns = 0
         #: the latest unmap that unmapped something, by its iova:
-        #: (line, time or NaN, device, size)
+        #: (line, prefix (its timestamp), device, size)
         self.unmaps: dict = {}
         #: (iova, line) of each partial unmap that split a block
         self.split_log: list = []
@@ -307,7 +307,7 @@ class _Engine:
         self.last_done = done
         if done:
             log = self.log
-            self.unmaps[iova] = (log.lines[i], log.times[i],
+            self.unmaps[iova] = (log.lines[i], log.stamps[i],
                                  log.devices[log.devs[i]], done)
         return live
 
@@ -326,7 +326,7 @@ class _Engine:
         self.log = log
         kinds, flags, iovas, sizes = log.kinds, log.flags, log.iovas, log.sizes
         paddrs, args, devs = log.paddrs, log.args, log.devs
-        lines, times, names = log.lines, log.times, log.devices
+        lines, stamps, names = log.lines, log.stamps, log.devices
         unmaps = self.unmaps
         gather = self.gather
         table = self.table
@@ -412,7 +412,7 @@ class _Engine:
                                     for name, c in ucalls:
                                         counts[name] = counts.get(name, 0) + c
                                     fast_unmapped += g
-                                    unmaps[iova] = (lines[i], times[i],
+                                    unmaps[iova] = (lines[i], stamps[i],
                                                     names[devs[i]], g)
                                     if g != args[i]:
                                         disagree += 1
@@ -437,7 +437,7 @@ class _Engine:
                                     unmatched_bytes += g
                         fast_unmapped += got
                         if got:
-                            unmaps[iova] = (lines[i], times[i],
+                            unmaps[iova] = (lines[i], stamps[i],
                                             names[devs[i]], got)
                         if got != args[i]:
                             disagree += 1

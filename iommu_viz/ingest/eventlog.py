@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .formats import _event
+from .formats import _event, stamp_time
 
 __all__ = ["EventLog", "ParsedLog"]
 
@@ -17,9 +17,11 @@ class EventLog(Sequence):
     (about 60 bytes an event); indexing gives :class:`Event` tuples.
 
     The columns (``kinds``, ``flags``, ``lines``, ``iovas``, ``sizes``,
-    ``paddrs``, ``args``, ``devs``, ``times``) are public for fast readers
+    ``paddrs``, ``args``, ``devs``, ``stamps``) are public for fast readers
     such as the replay; ``devices`` maps a ``devs`` index to its name (0 is
-    ``None``); ``times`` holds NaN where a line has no timestamp.
+    ``None``); ``stamps`` holds each line's prefix (the text before the
+    event's fields, where the timestamp is), read by :meth:`time` and
+    :attr:`times` only when asked for.
     """
 
     def __init__(self, devices=None, dev_index=None):
@@ -31,12 +33,12 @@ class EventLog(Sequence):
         self.paddrs = array("Q")
         self.args = array("Q")
         self.devs = array("I")
-        self.times = array("d")
+        self.stamps: list = []
         self.devices: list = [None] if devices is None else devices
         self._dev_index = {None: 0} if dev_index is None else dev_index
 
     _COLUMNS = ("kinds", "flags", "lines", "iovas", "sizes", "paddrs",
-                "args", "devs", "times")
+                "args", "devs", "stamps")
 
     def __len__(self):
         return len(self.kinds)
@@ -48,11 +50,10 @@ class EventLog(Sequence):
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"event {i} is out of range (0..{len(self) - 1})")
-        t = self.times[i]
         return _event(self.kinds[i], self.lines[i], self.iovas[i],
                       self.sizes[i], self.paddrs[i], self.args[i],
                       self.devices[self.devs[i]], self.flags[i],
-                      None if t != t else t)
+                      stamp_time(self.stamps[i]))
 
     def __repr__(self):
         return f"<EventLog of {len(self)} events>"
@@ -66,8 +67,14 @@ class EventLog(Sequence):
 
     def time(self, i) -> float | None:
         """Event ``i``'s timestamp in seconds, ``None`` when it has none."""
-        t = self.times[i]
-        return None if t != t else t
+        return stamp_time(self.stamps[i])
+
+    @property
+    def times(self) -> array:
+        """Every event's timestamp in seconds (NaN where none)."""
+        nan = float("nan")
+        return array("d", [nan if t is None else t
+                           for t in map(stamp_time, self.stamps)])
 
     def split(self, cut):
         """Cut the log at event ``cut``: returns the first part and keeps

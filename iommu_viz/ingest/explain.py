@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ..pgtable.common import era_at_least, fmt_size
 from .faults import Fault, FaultLine
+from .formats import stamp_time
 
 __all__ = ["explain_fault", "find_unmap"]
 
@@ -105,9 +106,10 @@ def explain_fault(engine, f: FaultLine) -> Fault:
     hit = find_unmap(engine.unmaps, iova)
     if hit is None:
         return Fault(**base, verdict="never mapped")
-    start, (line, t, dev, size) = hit
+    start, (line, stamp, dev, size) = hit
+    t = stamp_time(stamp)
     dt = None
-    if f.time is not None and t == t:
+    if f.time is not None and t is not None:
         dt = f.time - t
     return Fault(**base, verdict="use after unmap", unmap_line=line,
                  unmap_device=dev, unmap_iova=start, unmap_size=size, dt=dt)

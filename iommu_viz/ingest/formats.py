@@ -54,6 +54,7 @@ from typing import NamedTuple
 
 __all__ = [
     "Event", "LogFormatError", "Problem", "parse_line", "line_time",
+    "line_prefix", "stamp_time",
     "KIND_NAMES",
     "MAP", "UNMAP", "DBG_MAP", "DBG_MAPPING", "DBG_UNMAP", "DBG_UNMAPPED",
     "COVERED", "CHILD",
@@ -379,15 +380,25 @@ def parse_line(text: str, lineno: int = 0) -> Event | None:
                   line_time(text))
 
 
-def line_time(line: str) -> float | None:
-    """The timestamp (seconds) of an event line's prefix: the first
-    ``NNN.NNN:`` or ``[ NNN.NNN]`` before the event's name, else
-    ``None``."""
+def line_prefix(line: str) -> str:
+    """What comes before an event line's fields: the text before its
+    first ``IOMMU:`` (ftrace) or ``: iova `` (pr_debug)."""
     pos = line.find("IOMMU:")
     if pos < 0:
         pos = line.find(": iova ")
-    m = TIME.search(line, 0, pos if pos >= 0 else len(line))
+    return line[:pos] if pos >= 0 else line
+
+
+def stamp_time(prefix: str) -> float | None:
+    """The timestamp (seconds) in an event's prefix: the first
+    ``NNN.NNN:`` or ``[ NNN.NNN]`` in it, else ``None``."""
+    m = TIME.search(prefix)
     return float(m.group(1)) if m else None
+
+
+def line_time(line: str) -> float | None:
+    """The timestamp (seconds) of an event line, from its prefix."""
+    return stamp_time(line_prefix(line))
 
 
 def _event(kind, line, iova, size, paddr, arg, dev, flags, time=None):

@@ -17,11 +17,10 @@ from .eventlog import EventLog, ParsedLog
 from .faults import scan_fault, smmu_v3_dword, smmu_v3_fault
 from .formats import (
     CHILD, COVERED, DBG_MAP, DBG_MAPPING, DBG_UNMAP, DBG_UNMAPPED,
-    MAX_PROBLEMS, LogFormatError, Problem, _scan, _shorten, line_time,
+    MAX_PROBLEMS, LogFormatError, Problem, _scan, _shorten, line_prefix,
 )
 from .lines import strip_quote
 
-_NAN = float("nan")
 #: a line that ends where an event's fields would start: the rest may be
 #: on the next line (a mail client's wrap)
 _OPEN_END = re.compile(r"(?:\b(?:un)?map:|mapping:|unmapped:|unmap this:|"
@@ -43,18 +42,18 @@ def _decode(line):
 # ---------------------------------------------------------------- bulk reading
 # One pass of _BULK over a block of whole lines (preceded by a "\n") gives
 # one match per line, so the loop over a block's lines runs in the regex
-# engine. A line in the common ftrace form fills groups 1-7 (timestamp or
-# '', 'un' or '', iova, range end or '', paddr or '', size, unmapped_size
+# engine. A line in the common ftrace form fills groups 1-7 (its prefix,
+# 'un' or '', iova, range end or '', paddr or '', size, unmapped_size
 # or ''); any other line fills group 8 with its text and is read by _scan,
 # in its place. The common form is what _scan accepts from
 # _FT_MAP/_FT_UNMAP with no dev=, narrowed so that both read it alike: the
 # prefix has no letter 'I' (so the "IOMMU:" found is the line's first), the
 # event name follows a boundary character or the start of the line, one
 # space follows "IOMMU:", sizes have at most 19 digits (below 2**64). The
-# timestamp is the first formats.TIME in the prefix, as line_time finds
-# it. The range end is checked after.
+# prefix is kept as formats.line_prefix gives it (the timestamp is read
+# from it only when asked for). The range end is checked after.
 _BULK = re.compile(
-    r"(?:[^I\n]*?[ \[]([0-9]+\.[0-9]+)[:\]] )?[^I\n]*+IOMMU: "
+    r"([^I\n]*+)IOMMU: "
     r"(?:(?<=[ \t:\]\n](un)map: IOMMU: )|(?<=[ \t:\]\n]map: IOMMU: ))"
     r"iova=0x([0-9a-fA-F]{1,16})(?: - 0x([0-9a-fA-F]{1,16}))? "
     r"(?(2)|paddr=0x([0-9a-fA-F]{1,16}) )size=([0-9]{1,19})"
@@ -84,13 +83,6 @@ def _dec_column(col) -> array:
     each distinct string once."""
     values = {s: int(s) for s in set(col)}
     return array("Q", map(values.__getitem__, col))
-
-
-def _time_column(col) -> array:
-    """Timestamp strings (``''`` for none) as seconds, NaN for none."""
-    if "" not in col:
-        return array("d", map(float, col))
-    return array("d", [float(s) if s else _NAN for s in col])
 
 
 class _Reader:
@@ -132,7 +124,7 @@ class _Reader:
         if got is None:
             self._other(line, n)
             return
-        self._store(got, n, line_time(line))
+        self._store(got, n, line_prefix(line))
 
     def _other(self, line, n):
         """A line that is no map/unmap event: a fault report, a line held
@@ -223,7 +215,7 @@ class _Reader:
         self.pend = None
         self.out.rejoined += len(held)
         if got is not None:
-            self._store(got, first, line_time(text))
+            self._store(got, first, line_prefix(text))
         else:
             self._fault(f, 1)
         return True
@@ -247,7 +239,7 @@ class _Reader:
         if self.pend is not None:
             self.flush()
 
-    def _store(self, got, n, time):
+    def _store(self, got, n, stamp):
         ev = self.ev
         kinds, iovas, sizes, args = ev.kinds, ev.iovas, ev.sizes, ev.args
         kind, iova, size, paddr, arg, dev = got
@@ -293,7 +285,7 @@ class _Reader:
         ev.paddrs.append(paddr)
         args.append(arg)
         ev.devs.append(0 if dev is None else ev.dev_index(dev))
-        ev.times.append(_NAN if time is None else time)
+        ev.stamps.append(stamp)
 
     def lines(self, lines):
         """Read ``lines`` one by one."""
@@ -378,10 +370,10 @@ class _Reader:
         cols = (kinds, array("B", bytes(nf)),
                 array("I", compress(numbers, sel) if slow else numbers),
                 iovas, sizes, paddrs, args, array("I", bytes(4 * nf)),
-                _time_column(ts))
+                list(ts))
         ev = self.ev
         dest = (ev.kinds, ev.flags, ev.lines, ev.iovas, ev.sizes, ev.paddrs,
-                ev.args, ev.devs, ev.times)
+                ev.args, ev.devs, ev.stamps)
         if self.pend is not None or self.evt is not None:
             if not slow or slow[0]:
                 self.flush()        # a complete event follows the held line
