@@ -16,14 +16,13 @@ from operator import eq
 from ..pgtable.common import (
     IOMMU_READ, IOMMU_WRITE, PgtableError, era_at_least, fmt_size,
 )
-from ..sim.pgsize import iommu_pgsize
 from .formats import (
     CHILD, COVERED, DBG_MAP, DBG_MAPPING, DBG_UNMAP, DBG_UNMAPPED, MAP,
     UNMAP,
 )
 
-from .tables import (CountingFlushOps, IotlbGather, LeafSlots, live_bytes,
-                     make_table, replaced_by)
+from .tables import (CountingFlushOps, IotlbGather, LeafSlots, SplitWatch,
+                     live_bytes, make_table, pgsize_count, replaced_by)
 
 __all__ = ["MAX_REJECTED"]
 
@@ -51,7 +50,7 @@ class _Engine:
         # hook. v7s splits a CONT group without a new table
         # (arm_v7s_split_cont), so its unmaps are watched by the hook.
         self._count_by_tables = fmt == "lpae"
-        self._trace = self._trace_lpae if fmt == "lpae" else self._trace_v7s
+        self._watch = SplitWatch(fmt)
         self.granule = granule
         self.bitmap = self.table.pgsize_bitmap
         self.map_pages = era_at_least(kernel, (5, 14))
@@ -60,15 +59,11 @@ class _Engine:
         self.map_requests = self.unmap_requests = 0
         self.mapped_bytes = self.unmapped_bytes = 0
         self.pages = {}
-        self.splits = self.refused = self.rejected = 0
+        self.splits = self.refused = self.rejected = self.disagreements = 0
         self.unmatched = self.unmatched_bytes = self.partly = 0
-        self.disagreements = 0
-        self.replaced = 0
-        self.last_done = 0
+        self.replaced = self.last_done = 0
         self.mapped = self.peak = self.peak_line = 0
         self.rejects: list = []
-        self._trace_splits = 0
-        self._trace_warns = 0
         #: the latest unmap that unmapped something, by its iova:
         #: (line, prefix (its timestamp), device, size)
         self.unmaps: dict = {}
@@ -84,42 +79,6 @@ class _Engine:
         self.rejected += 1
         if len(self.rejects) < MAX_REJECTED:
             self.rejects.append((self.log.lines[i], message))
-
-    def _trace_lpae(self, func, kind, **detail):
-        """Trace hook for LpaeTable: a split fills a new table
-        (arm_lpae_split_blk_unmap); a refused partial unmap warns (v6.13)."""
-        if kind == "table_fill":
-            self._trace_splits += 1
-        elif kind == "warn":
-            self._trace_warns += 1
-
-    def _trace_v7s(self, func, kind, **detail):
-        """Trace hook for V7sTable: a split is arm_v7s_split_cont rewriting
-        a CONT group, or arm_v7s_install_table putting a table where a
-        section was (arm_v7s_split_blk_unmap; a table built but lost to
-        the compare-and-swap replaced nothing); a refused partial unmap
-        warns (v6.13)."""
-        if kind == "pte_write":
-            if func == "arm_v7s_split_cont" or (
-                    func == "arm_v7s_install_table" and detail["old"]):
-                self._trace_splits += 1
-        elif kind == "warn":
-            self._trace_warns += 1
-
-    def _pgsize(self, iova, paddr, size):
-        """(pgsize, count): iommu_pgsize of v5.14+ (drivers/iommu/iommu.c),
-        the largest page size that fits, and how many of it to hand the table
-        before a larger size could take over. ``paddr`` is ``iova`` for an
-        unmap, as __iommu_unmap passes it."""
-        pg = iommu_pgsize(self.bitmap, iova | paddr, size)
-        larger = self.bitmap & ~((pg << 1) - 1)
-        if larger:
-            nxt = larger & -larger
-            if not (iova ^ paddr) & (nxt - 1):
-                offset = nxt - ((iova | paddr) & (nxt - 1))
-                if offset + nxt <= size:
-                    size = offset
-        return pg, size // pg
 
     # -- requests ----------------------------------------------------------
 
@@ -137,7 +96,8 @@ class _Engine:
         runs = []
         pos = 0
         while pos < size:
-            pg, n = self._pgsize(iova + pos, paddr + pos, size - pos)
+            pg, n = pgsize_count(self.bitmap, iova + pos, paddr + pos,
+                                 size - pos)
             runs.append((iova + pos, paddr + pos, pg, n))
             pos += pg * n
         return self._map_runs(i, runs)
@@ -177,11 +137,11 @@ class _Engine:
                     except PgtableError:
                         if k:
                             done.append((a, pg, k))
-                            lost += self._count_replaced(slots, k)
+                            lost += self._replaced_pages(slots, k)
                         raise
                     done.append((a, pg, n))
                     k = n
-                lost += self._count_replaced(slots, k)
+                lost += self._replaced_pages(slots, k)
                 if leaf is not None and pg == self.granule:
                     leaf.learn(a)
         except PgtableError as e:
@@ -200,13 +160,11 @@ class _Engine:
         self.unmapped_bytes += lost
         return total - lost
 
-    def _count_replaced(self, slots, k) -> int:
+    def _replaced_pages(self, slots, k) -> int:
         """Count the tables replaced by the first ``k`` pages of a run
-        (``slots`` from :meth:`_replaced`); returns the bytes lost."""
-        if not slots:
-            return 0
+        (``slots`` from replaced_by); returns the bytes lost."""
         lost = 0
-        for b, t in slots[:k]:
+        for b, t in (slots or ())[:k]:
             lost += b
             self.replaced += t
         return lost
@@ -237,14 +195,15 @@ class _Engine:
         nwarnings = table.warnings.__len__
         by_tables = self._count_by_tables
         ntables = table._tables.__len__ if by_tables else None
-        self._trace_splits = self._trace_warns = 0
+        watch = self._watch
+        watch.splits = watch.warns = 0
         done = live = 0
         try:
             while done < size:
                 # v5.4 called ->unmap once a page, v5.14+ ->unmap_pages with
                 # the count; the table's loop over ``count`` is the former
                 a = iova + done
-                pg, n = self._pgsize(a, a, size - done)
+                pg, n = pgsize_count(self.bitmap, a, a, size - done)
                 if pg == g and leaf is not None and \
                         not (a + pg * n - 1) >> table.ias:
                     got = leaf.unmap_run(a, n, counts) * g
@@ -271,8 +230,8 @@ class _Engine:
                                     break
                                 got += one
                     finally:
-                        self._trace_splits += ntables() - nt
-                        self._trace_warns += nwarnings() - nw
+                        watch.splits += ntables() - nt
+                        watch.warns += nwarnings() - nw
                     if not got:
                         break
                     live += got
@@ -282,7 +241,7 @@ class _Engine:
                 if pg > self.granule:
                     slots = [live_bytes(table, a + k * pg, pg)
                              for k in range(n)]
-                table.trace = self._trace
+                table.trace = watch.hook
                 try:
                     got = table.unmap(a, pg, gather, count=n)
                 finally:
@@ -293,10 +252,10 @@ class _Engine:
                 done += got
         except PgtableError as e:
             self._reject(i, str(e))
-        self.splits += self._trace_splits
-        if self._trace_splits:
+        self.splits += watch.splits
+        if watch.splits:
             self.split_log.append((iova, self.log.lines[i]))
-        if self._trace_warns:
+        if watch.warns:
             self.refused += 1
         elif done < size:
             self.unmatched += 1
@@ -316,13 +275,11 @@ class _Engine:
         """Apply events ``lo`` .. ``hi - 1`` of ``log`` (an
         :class:`~.eventlog.EventLog`, the whole log or a segment of it).
 
-        The common events (a granule-sized, aligned ftrace map or unmap)
-        are handed straight to the table's single-page map/unmap; their
-        counts are kept in locals and the page count of each is known, so
-        only the rest go through map_request/unmap_request. The fast unmap
-        counts splits by the number of tables, which only LPAE allows (see
-        ``_count_by_tables``): for v7s every unmap goes through
-        unmap_request."""
+        A granule-sized, aligned ftrace map or unmap goes straight to its
+        slot (LeafSlots) or to the table's single-page map/unmap, with the
+        counts kept in locals; the rest go through map_request and
+        unmap_request. The fast unmap counts splits by the number of
+        tables, which only LPAE allows (``_count_by_tables``)."""
         self.log = log
         kinds, flags, iovas, sizes = log.kinds, log.flags, log.iovas, log.sizes
         paddrs, args, devs = log.paddrs, log.args, log.devs

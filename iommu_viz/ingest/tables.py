@@ -11,9 +11,11 @@ from array import array
 from ..pgtable.common import FlushOps, PgtableError, SZ_1M, era_at_least
 from ..pgtable.lpae import PTE_ADDR_MASK, LpaeTable
 from ..pgtable.v7s import ADDR_BITS as V7S_ADDR_BITS, V7sTable
+from ..sim.pgsize import iommu_pgsize
 
 __all__ = ["CountingFlushOps", "IotlbGather", "make_table", "live_bytes",
-           "replaced_by", "v7s_max_oas", "LeafSlots"]
+           "replaced_by", "v7s_max_oas", "LeafSlots", "SplitWatch",
+           "pgsize_count"]
 
 
 class CountingFlushOps(FlushOps):
@@ -245,3 +247,50 @@ class LeafSlots:
         step = self.table.walk(iova)[-1]
         if step.level == 3:
             self.slots[iova >> self.span] = self.table._tables[step.table]
+
+
+def pgsize_count(bitmap, iova, paddr, size):
+    """(pgsize, count): iommu_pgsize of v5.14+ (drivers/iommu/iommu.c),
+    the largest page size of ``bitmap`` that fits, and how many of it to
+    hand the table before a larger size could take over. ``paddr`` is
+    ``iova`` for an unmap, as __iommu_unmap passes it."""
+    pg = iommu_pgsize(bitmap, iova | paddr, size)
+    larger = bitmap & ~((pg << 1) - 1)
+    if larger:
+        nxt = larger & -larger
+        if not (iova ^ paddr) & (nxt - 1):
+            offset = nxt - ((iova | paddr) & (nxt - 1))
+            if offset + nxt <= size:
+                size = offset
+    return pg, size // pg
+
+
+class SplitWatch:
+    """The trace hook a request's unmap runs under: it counts the splits
+    and the refusals (warnings) the table reports. ``hook`` is the one for
+    the table's format."""
+
+    def __init__(self, fmt):
+        self.splits = self.warns = 0
+        self.hook = self._lpae if fmt == "lpae" else self._v7s
+
+    def _lpae(self, func, kind, **detail):
+        """LpaeTable: a split fills a new table (arm_lpae_split_blk_unmap);
+        a refused partial unmap warns (v6.13)."""
+        if kind == "table_fill":
+            self.splits += 1
+        elif kind == "warn":
+            self.warns += 1
+
+    def _v7s(self, func, kind, **detail):
+        """V7sTable: a split is arm_v7s_split_cont rewriting a CONT group,
+        or arm_v7s_install_table putting a table where a section was
+        (arm_v7s_split_blk_unmap; a table built but lost to the
+        compare-and-swap replaced nothing); a refused partial unmap warns
+        (v6.13)."""
+        if kind == "pte_write":
+            if func == "arm_v7s_split_cont" or (
+                    func == "arm_v7s_install_table" and detail["old"]):
+                self.splits += 1
+        elif kind == "warn":
+            self.warns += 1
