@@ -183,11 +183,11 @@ def scan_fault(line: str, lineno: int = 0) -> FaultLine | None:
         m = _DMAR.search(line)
         if m:
             kind, dev, addr = m.groups()
-            reason = line[m.end():].strip().lstrip("]").strip()
+            code, _, why = line[m.end():].strip().partition("]")
             return FaultLine(fmt, lineno, int(addr, 16), dev,
                              "read" if kind == "DMA Read" else "write",
-                             ("fault reason" + reason)[:60],
-                             when)
+                             f"fault reason {code.strip()}: "
+                             f"{why.strip()}"[:60], when)
         if "fault index" in line or "INTR-REMAP" in line:
             return None          # an interrupt-remapping fault: no iova
         raise LogFormatError("DMAR fault line does not read as "

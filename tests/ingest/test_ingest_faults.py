@@ -136,6 +136,11 @@ def test_malformed_fault_lines(line, words):
     assert log.malformed == 1 and words in log.problems[0].reason
 
 
+def test_dmar_detail_is_the_fault_reason():
+    f = scan_fault(SAMPLES[8][0])
+    assert f.detail == "fault reason 0x06: PTE Read access is not set"
+
+
 def test_interrupt_remapping_faults_are_not_address_faults():
     line = ("DMAR: [INTR-REMAP] Request device [00:02.0] fault index 0x12 "
             "[fault reason 0x25] Blocked a compatibility format interrupt")
