@@ -281,7 +281,8 @@ def _check_settings(granule, kernel, fmt, ias, mtk) -> int:
 
 
 def _source_is_big(source) -> bool:
-    import os
+    if is_log_text(source):
+        return len(source) >= _BIG_BYTES
     if isinstance(source, (str, os.PathLike)):
         try:
             return os.path.getsize(source) >= _BIG_BYTES
