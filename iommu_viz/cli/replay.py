@@ -215,17 +215,18 @@ def _no_events(rep, name) -> CliError:
 
 def cmd_replay(args) -> int:
     from ..ingest.replay import replay
+    from ..ingest.summary import ascii_text
     if args.log == "-":
         source = getattr(sys.stdin, "buffer", sys.stdin)
         name = "standard input"
     else:
         source = args.log
-        name = repr(args.log)
+        name = ascii(args.log)
         if os.path.isdir(source):
             raise CliError(f"cannot read {name}: it is a directory")
         if args.output and os.path.exists(source) and \
                 _same_file(args.output, source):
-            raise CliError(f"-o {args.output!r} is the log being read; "
+            raise CliError(f"-o {ascii(args.output)} is the log being read; "
                            "write the output to another file")
     try:
         rep = replay(source, granule=args.granule, kernel=args.kernel,
@@ -236,7 +237,7 @@ def cmd_replay(args) -> int:
     except OSError as e:
         raise CliError(f"cannot read {name}: {e.strerror or e}") from None
     except ValueError as e:
-        raise CliError(str(e)) from None
+        raise CliError(ascii_text(str(e))) from None
     if rep.summary.events == 0:
         raise _no_events(rep, name)
     table = None

@@ -226,3 +226,15 @@ def test_text_tree_lists_the_faults(log, capsys):
     assert "Faults (the entry each faulting address walks to):" in out
     assert "line 6: fault at 0x100040: use after unmap" in out
     assert out.isascii()
+
+
+def test_errors_are_ascii_too(tmp_path, capsys):
+    path = tmp_path / "caf\u00e9.log"
+    path.write_text(LOG.replace("dev=gpu", "dev=g\u00e9pu"))
+    assert main(["replay", str(path), "--device", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.isascii() and "'g\\xe9pu'" in err
+    path.write_text("nothing\n")
+    assert main(["replay", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.isascii() and "caf\\xe9.log" in err
