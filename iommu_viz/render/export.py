@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import re
@@ -429,9 +430,5 @@ def _fault_ts(f, rep, ts, stamped) -> float:
     the last event logged before it."""
     if stamped and f.time is not None:
         return round(f.time * 1e6, 3)
-    lines = rep.events.lines
-    k = 0
-    for i in range(len(lines)):
-        if lines[i] < f.line:
-            k = i
+    k = max(0, bisect.bisect_left(rep.events.lines, f.line) - 1)
     return ts[k] if ts else 0.0

@@ -37,7 +37,6 @@ from matplotlib.ticker import MaxNLocator
 from .common import OKABE_ITO, ascii_only, fit_lines
 
 __all__ = ["timeline_figure", "timeline_compare", "timeline_text",
-           "replay_timeline_figure",
            "hazard_windows", "lanes_of", "LANE_LABELS", "WINDOW_LABELS",
            "OUTCOME_STYLE", "CATEGORY_STYLE"]
 
@@ -461,6 +460,8 @@ def timeline_text(run, width=72, upto=None) -> str:
 # A replayed log on its own clock, with its faults: kept apart from the
 # run timeline above (a replay has no steps, lanes or hazards).
 
+__all__ += ["replay_timeline_figure"]
+
 #: events drawn per device at most (evenly thinned beyond that)
 REPLAY_MAX_POINTS = 20000
 
@@ -539,8 +540,6 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
 def _replay_fault_x(f, ev, xs, stamped) -> float:
     if stamped and f.time is not None:
         return f.time
-    k = 0
-    for i in range(len(ev)):
-        if ev.lines[i] < f.line:
-            k = i
+    from bisect import bisect_left     # kept local: this section stands apart
+    k = max(0, bisect_left(ev.lines, f.line) - 1)
     return xs[k] if xs else 0.0
