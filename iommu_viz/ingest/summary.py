@@ -150,9 +150,7 @@ class Summary:
             f"replay: {name} {short_size(self.granule)} granule, "
             f"{self.ias}-bit iova, kernel {self.kernel} era{dev}",
             f"log: {self.lines} lines, {self.events} iommu events, "
-            f"{self.skipped} other lines, {self.malformed} malformed"
-            + (f", {self.fault_lines} fault lines" if self.fault_lines
-               else ""),
+            f"{self.skipped} other lines, {self.malformed} malformed",
             f"map requests      {self.map_requests:>10}  "
             f"{fmt_size(self.mapped_bytes) if self.mapped_bytes else '0'} mapped",
             f"unmap requests    {self.unmap_requests:>10}  "
@@ -188,10 +186,10 @@ class Summary:
         lines.append(f"rejoined lines    {self.rejoined:>10}  "
                      "(mail-wrapped lines joined back)")
         counts = self.fault_counts()
-        lines.append(f"faults            {len(self.faults):>10}"
-                     + ("  (" + ", ".join(f"{n} {v}" for v, n in
-                                          sorted(counts.items())) + ")"
-                        if counts else ""))
+        faults = ", ".join([f"{len(self.faults)} in {self.fault_lines} lines"]
+                           + [f"{n} {v}" for v, n in sorted(counts.items())])
+        lines += wrap("faults:           ",
+                      faults if self.fault_lines else "none")
         return ascii_text("\n".join(lines))
 
     def faults_text(self, limit=10, width=72) -> str:

@@ -53,8 +53,8 @@ def test_faults_in_text_and_json(log, capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert all(len(ln) <= 72 and ln.isascii() for ln in lines)
-    assert "faults                     2  (1 mapped, 1 use after unmap)" \
-        in lines
+    assert ("faults:           2 in 2 lines, 1 mapped, 1 use after unmap"
+            in lines)
     assert "  line 6: amd-vi write fault at 0x100040 by 0000:00:14.0" in lines
     words = " ".join(out.split())       # the section is folded at 72
     assert ("use after unmap: unmapped (0x100000 +4 KiB) at line 5 by "
