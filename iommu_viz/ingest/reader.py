@@ -30,6 +30,13 @@ _OPEN_END = re.compile(r"(?:\b(?:un)?map:|mapping:|unmapped:|unmap this:|"
 _JOIN_MAX = 3
 
 
+def _open_end(line) -> bool:
+    """True when ``line`` stops where an event's fields would start."""
+    t = line.rstrip()
+    return (t.endswith(":") or t.endswith("logged")) and \
+        _OPEN_END.search(t) is not None
+
+
 def _decode(line):
     if isinstance(line, (bytes, bytearray)):
         return line.decode("utf-8", "replace")
@@ -135,7 +142,7 @@ class _Reader:
             self.pend = ([(line, n)], e.reason)
             return
         if f is None:
-            if _OPEN_END.search(line):
+            if _open_end(line):
                 self.pend = ([(line, n)], None)
             else:
                 self.skipped += 1
@@ -207,7 +214,7 @@ class _Reader:
             self.flush()
             return True
         if got is None and f is None:
-            if len(held) + 1 < _JOIN_MAX and _OPEN_END.search(text):
+            if len(held) + 1 < _JOIN_MAX and _open_end(text):
                 self.pend = (held + [(line, n)], reason)
                 return True
             self.flush()
