@@ -176,22 +176,11 @@ def _replay_picture(rep, table, at, fmt):
     title = (f"replay: {kind}{rep.summary.kernel} era, after {n} of "
              f"{rep.summary.events} events")
     faults = rep.faults if at is None else [
-        f for f in rep.faults if f.line <= _line_of_event(rep, at)]
+        f for f in rep.faults if f.after_events <= at]
     if fmt == "text":
         return title + "\n" + tree_text_faults(snap, faults)
     dot = tree_dot_faults(snap, faults, title=title)
     return to_svg(dot) if fmt == "svg" else to_png(dot, dpi=96)
-
-
-def _line_of_event(rep, n) -> int:
-    """The line of the ``n``-th event (faults before it are shown with
-    the table after ``n`` events)."""
-    ev = rep.events
-    if ev is None or n <= 0:
-        return 0
-    if n >= len(ev):
-        return rep.summary.lines
-    return ev.lines[n] - 1
 
 
 def _same_file(a, b) -> bool:
@@ -231,21 +220,18 @@ def cmd_replay(args) -> int:
     try:
         rep = replay(source, granule=args.granule, kernel=args.kernel,
                      fmt=args.fmt, ias=args.ias, device=args.device,
-                     progress=args.progress, mtk=args.mtk,
-                     keep_events=True if args.format == "perfetto" or
-                     args.at is not None else None)
+                     progress=args.progress, mtk=args.mtk, at=args.at,
+                     keep_events=True if args.format == "perfetto" else None)
     except OSError as e:
         raise CliError(f"cannot read {name}: {e.strerror or e}") from None
     except ValueError as e:
-        raise CliError(ascii_text(str(e))) from None
+        msg = str(e)
+        if msg.startswith("at ") and args.at is not None:
+            msg = "--" + msg            # the option's own name
+        raise CliError(ascii_text(msg)) from None
     if rep.summary.events == 0:
         raise _no_events(rep, name)
-    table = None
-    if args.at is not None:
-        if args.at > rep.summary.events:
-            raise CliError(f"--at {args.at} is beyond the log's "
-                           f"{rep.summary.events} events")
-        table = rep.table_at(args.at)
+    table = rep.table_after       # None without --at
     if args.format == "text":
         data = replay_text(rep, table, args.at, args.rows)
         if args.tree:

@@ -85,16 +85,18 @@ def _split_note(engine, iova, tr) -> str:
             "(a TLB conflict, F_TLB_CONFLICT 0x20)")
 
 
-def explain_fault(engine, f: FaultLine) -> Fault:
+def explain_fault(engine, f: FaultLine, after_events=0) -> Fault:
     """The :class:`~.faults.Fault` for report ``f`` given the replay
-    ``engine``'s state now (its table and its record of unmaps)."""
+    ``engine``'s state now (its table and its record of unmaps), after
+    ``after_events`` events."""
     table = engine.table
     iova = f.iova
     tr = None
     if not iova >> table.ias:
         tr = table.translate(iova)
     base = dict(fmt=f.fmt, line=f.line, iova=iova, device=f.device,
-                access=f.access, detail=f.detail, time=f.time)
+                access=f.access, detail=f.detail, time=f.time,
+                after_events=after_events)
     if tr is not None:
         note = _split_note(engine, iova, tr) or (
             "not a missing mapping: the log has no permissions (the "

@@ -249,6 +249,8 @@ class Fault:
     * ``'use after unmap'``: it had been mapped and was unmapped before
       the fault, at ``unmap_line`` by ``unmap_device``, ``dt`` seconds
       before (when both lines have timestamps).
+
+    ``after_events`` is the number of map/unmap events before it.
     """
 
     fmt: str
@@ -266,6 +268,8 @@ class Fault:
     unmap_size: int | None = None
     dt: float | None = None
     note: str = ""
+    #: how many map/unmap events came before the fault in the log
+    after_events: int = 0
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)

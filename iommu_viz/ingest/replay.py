@@ -128,7 +128,8 @@ class _Run:
             if seg is not None and k > lo:
                 self._apply(seg, lo, k)
                 lo = k
-            self.faults.append(explain_fault(self.engine, fl[self._fi]))
+            self.faults.append(explain_fault(self.engine, fl[self._fi],
+                                             fa[self._fi]))
             self._fi += 1
         return lo
 

@@ -238,3 +238,17 @@ def test_errors_are_ascii_too(tmp_path, capsys):
     assert main(["replay", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.isascii() and "caf\\xe9.log" in err
+
+
+def test_at_keeps_the_faults_before_it(log, capsys):
+    # after 4 events the unmap of 0x100000 (event 4) is done: the fault
+    # that follows it is listed with the table, the later one is not
+    assert main(["replay", str(log), "--at", "4", "--tree"]) == 0
+    out = capsys.readouterr().out
+    assert "mappings after the first 4 of 4 events:" in out
+    assert "line 6: fault at 0x100040: use after unmap" in out
+    assert main(["replay", str(log), "--at", "1", "--tree"]) == 0
+    out = capsys.readouterr().out
+    assert "Faults (the entry" not in out
+    assert "0x000040000000-0x0000401fffff -> 0x000880000000      1 x 2M block" \
+        in out
