@@ -91,6 +91,14 @@ def bench_replay(n):
     }
 
 
+def _replay_scale(n):
+    """benchmarks/bench_replay.py: a generated n-event file replayed in a
+    child process, against awk (10M events: run that script by hand)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_replay import results_for_run
+    return results_for_run(n)
+
+
 def _synthetic_log(n):
     """A VM-start-like ftrace log: 4K maps of RAM, with a quarter unmapped
     again, in the v5.x TP_printk format behind an ftrace prefix."""
@@ -205,6 +213,9 @@ BUDGETS = [
     ("replay_table_bytes_per_page", "<=", 16, "replay, table bytes/page"),
     ("replay_bytes_per_page_traced", None, None,
      "replay, all bytes/page (log kept)"),
+    ("replay_scale_events_per_s", None, None, "replay 1M-event file, events/s"),
+    ("replay_scale_peak_rss_mib", None, None, "replay 1M-event file, peak MiB"),
+    ("replay_scale_x_awk_cpu", "<=", 5, "replay vs awk summary, CPU x"),
     ("views_step_median_ms", "<=", 100, "tree+TLB+timeline, median ms"),
     ("split_tree_svg_median_ms", "<=", 200, "512-entry tree with dot, ms"),
     ("explorer_step_median_ms", "<=", 100, "explorer step, median ms"),
@@ -221,7 +232,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--only", default="", help="comma list: pgtable,replay,"
-                    "views,explorer,workbook,scenarios")
+                    "replay_scale,views,explorer,workbook,scenarios")
     args = ap.parse_args(argv)
     n = 100_000 if args.quick else 1_000_000
     rounds = 10 if args.quick else 50
@@ -231,6 +242,7 @@ def main(argv=None):
                "quick": args.quick}
     for name, fn in (("pgtable", lambda: bench_pgtable(n)),
                      ("replay", lambda: bench_replay(n)),
+                     ("replay_scale", lambda: _replay_scale(n)),
                      ("views", lambda: bench_views(rounds)),
                      ("explorer", lambda: bench_explorer(rounds)),
                      ("workbook", bench_workbook),

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import re
@@ -24,7 +25,7 @@ from .tree import tree_dot
 
 __all__ = ["to_svg", "to_png", "perfetto_json", "run_to_json",
            "run_from_json", "render_run", "event_to_dict", "FORMATS",
-           "RUN_FORMAT", "STEP_US"]
+           "RUN_FORMAT", "STEP_US", "replay_perfetto_json"]
 
 #: What :func:`render_run` produces.
 FORMATS = ("text", "svg", "png", "perfetto", "json")
@@ -333,3 +334,101 @@ def render_run(run, fmt: str, step=None):
         # as wide as the tree, within reason
         fig = timeline_figure(run, upto=upto, width=min(tw / 100, 18.0))
     return stack_pngs([tree_png, to_png(fig, dpi=100)])
+
+
+# ---------------------------------------------------------------- replays
+#: Perfetto track ids of a replay: devices from 1, faults from this one
+_FAULT_TID = 10000
+
+
+def replay_perfetto_json(rep) -> dict:
+    """A replayed log (:class:`~iommu_viz.ingest.replay.Replay` whose
+    events were kept) in Chrome trace-event format: ``ts`` is the log's own
+    timestamp in microseconds; one track per device (``dev=`` name, or
+    "(no device named)"), each map or unmap a complete slice (``ph`` "X")
+    lasting until the track's next event, at most 1 us, so slices on a
+    track never overlap; each fault an instant (``ph`` "i", process
+    scope) on a faults track, and for a use after unmap a slice from the
+    unmap to the fault on a track of its own. Events without a timestamp
+    take the last one seen (or their index, in microseconds, when the log
+    has none at all)."""
+    ev = rep.events
+    if ev is None:
+        raise ValueError("this replay did not keep its events; replay with "
+                         "keep_events=True for a trace")
+    s = rep.summary
+    pid = 1
+    n = len(ev)
+    times = list(ev.times)
+    stamped = any(t == t for t in times)
+    ts = []
+    last = 0.0
+    for i, t in enumerate(times):
+        if not stamped:
+            last = float(i)
+        elif t == t:
+            last = t * 1e6
+        ts.append(round(last, 3))
+    name = (f"iommu-viz replay ({s.fmt}, kernel {s.kernel} era"
+            + ("" if stamped else ", no timestamps: 1 us per event") + ")")
+    out = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+            "ts": 0, "args": {"name": name}}]
+    used = sorted(set(ev.devs))
+    for d in used:
+        label = ev.devices[d] or "(no device named)"
+        out.append({"name": "thread_name", "ph": "M", "pid": pid,
+                    "tid": 1 + d, "ts": 0, "args": {"name": label}})
+    # each track's events in time order; a slice ends at the next one
+    by_track = {}
+    for i in range(n):
+        by_track.setdefault(ev.devs[i], []).append(i)
+    kinds = ("map", "unmap", "map request", "map piece", "unmap request",
+             "unmap piece")
+    for d, idx in by_track.items():
+        idx.sort(key=lambda i: (ts[i], i))
+        for k, i in enumerate(idx):
+            nxt = ts[idx[k + 1]] if k + 1 < len(idx) else ts[i] + 1.0
+            dur = round(max(0.0, min(1.0, nxt - ts[i])), 3)
+            args = {"line": ev.lines[i], "iova": f"{ev.iovas[i]:#x}",
+                    "size": ev.sizes[i]}
+            if ev.kinds[i] in (0, 2, 3):
+                args["paddr"] = f"{ev.paddrs[i]:#x}"
+            out.append({"name": f"{kinds[ev.kinds[i]]} {ev.iovas[i]:#x}",
+                        "cat": "iommu", "ph": "X", "ts": ts[i], "dur": dur,
+                        "pid": pid, "tid": 1 + d, "args": args})
+    faults = list(rep.faults)
+    if faults:
+        out.append({"name": "thread_name", "ph": "M", "pid": pid,
+                    "tid": _FAULT_TID, "ts": 0, "args": {"name": "faults"}})
+    windows = []          # (start, end) per window track
+    for f in faults:
+        t = _fault_ts(f, rep, ts, stamped)
+        out.append({"name": f"fault {f.iova:#x}: {f.verdict}",
+                    "cat": "fault", "ph": "i", "s": "p", "ts": t,
+                    "pid": pid, "tid": _FAULT_TID, "args": f.to_dict()})
+        if f.verdict == "use after unmap" and f.dt is not None:
+            start = round(t - f.dt * 1e6, 3)
+            k = next((j for j, end in enumerate(windows) if end <= start),
+                     len(windows))
+            if k == len(windows):
+                windows.append(0.0)
+                out.append({"name": "thread_name", "ph": "M", "pid": pid,
+                            "tid": _FAULT_TID + 1 + k, "ts": 0,
+                            "args": {"name": "use after unmap"}})
+            windows[k] = t
+            out.append({"name": f"unmapped {f.iova:#x} -> fault",
+                        "cat": "fault", "ph": "X", "ts": start,
+                        "dur": round(t - start, 3), "pid": pid,
+                        "tid": _FAULT_TID + 1 + k,
+                        "args": {"unmap_line": f.unmap_line,
+                                 "fault_line": f.line}})
+    return {"traceEvents": out, "displayTimeUnit": "ms"}
+
+
+def _fault_ts(f, rep, ts, stamped) -> float:
+    """A fault's place on the trace's clock: its own timestamp, or that of
+    the last event logged before it."""
+    if stamped and f.time is not None:
+        return round(f.time * 1e6, 3)
+    k = max(0, bisect.bisect_left(rep.events.lines, f.line) - 1)
+    return ts[k] if ts else 0.0

@@ -625,3 +625,92 @@ def timeline_compare_ms(run_a, run_b, labels=("strict", "lazy"),
                loc="upper left", bbox_to_anchor=(1.005, 1.0),
                borderaxespad=0.0, frameon=False)
     return fig
+
+
+# ---------------------------------------------------------------- replays
+# A replayed log on its own clock, with its faults: kept apart from the
+# run timeline above (a replay has no steps, lanes or hazards).
+
+__all__ += ["replay_timeline_figure"]
+
+#: events drawn per device at most (evenly thinned beyond that)
+REPLAY_MAX_POINTS = 20000
+
+
+def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
+    """A replayed log (:class:`~iommu_viz.ingest.replay.Replay` whose
+    events were kept) on its timestamps (seconds; the event index when
+    the log has none): one row per device, a tick per map (above the row's
+    line) and unmap (below), each fault a vermillion mark on its own row
+    with, for a use after unmap, a bar from the unmap to the fault. The
+    faulting address and the verdict label each fault."""
+    ev = rep.events
+    if ev is None:
+        raise ValueError("this replay did not keep its events; replay with "
+                         "keep_events=True for a timeline")
+    times = list(ev.times)
+    stamped = any(t == t for t in times)
+    xs = []
+    last = 0.0
+    for i, t in enumerate(times):
+        last = (t if t == t else last) if stamped else float(i)
+        xs.append(last)
+    devs = sorted(set(ev.devs))
+    faults = list(rep.faults)
+    rows = len(devs) + (1 if faults else 0)
+    if ax is None:
+        fig = Figure(figsize=(width, 1.2 + 0.6 * max(1, rows)))
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    labels = []
+    for r, d in enumerate(devs):
+        idx = [i for i in range(len(ev)) if ev.devs[i] == d]
+        step = max(1, len(idx) // REPLAY_MAX_POINTS)
+        idx = idx[::step]
+        maps = [xs[i] for i in idx if ev.kinds[i] in (0, 2, 3)]
+        unmaps = [xs[i] for i in idx if ev.kinds[i] not in (0, 2, 3)]
+        ax.plot(maps, [r + 0.15] * len(maps), "|", color=OKABE_ITO["blue"],
+                markersize=8)
+        ax.plot(unmaps, [r - 0.15] * len(unmaps), "|",
+                color=OKABE_ITO["orange"], markersize=8)
+        labels.append(ascii_only(ev.devices[d] or "(no device named)"))
+    red = OKABE_ITO["vermillion"]
+    if faults:
+        fr = len(devs)
+        labels.append("faults")
+        for f in faults:
+            x = _replay_fault_x(f, ev, xs, stamped)
+            ax.plot([x], [fr], "v", color=red, markersize=9)
+            ax.annotate(ascii_only(f"{f.iova:#x}: {f.verdict}"), (x, fr),
+                        textcoords="offset points", xytext=(4, 6),
+                        fontsize=8, color=red)
+            if f.verdict == "use after unmap" and f.dt is not None and \
+                    stamped:
+                ax.plot([x - f.dt, x], [fr, fr], "-", color=red,
+                        linewidth=2, alpha=0.6)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set_xlabel("log time (s)" if stamped else "event index (the log "
+                  "has no timestamps)")
+    s = rep.summary
+    ax.set_title(ascii_only(title or f"replay: {s.events} events, "
+                 f"{len(faults)} faults, kernel {s.kernel} era"),
+                 fontsize=10, loc="left")
+    ax.legend(handles=[
+        Line2D([], [], marker="|", linestyle="", color=OKABE_ITO["blue"],
+               label="map"),
+        Line2D([], [], marker="|", linestyle="", color=OKABE_ITO["orange"],
+               label="unmap"),
+        Line2D([], [], marker="v", linestyle="", color=red, label="fault")],
+        loc="upper right", fontsize=8, frameon=False)
+    return fig
+
+
+def _replay_fault_x(f, ev, xs, stamped) -> float:
+    if stamped and f.time is not None:
+        return f.time
+    from bisect import bisect_left     # kept local: this section stands apart
+    k = max(0, bisect_left(ev.lines, f.line) - 1)
+    return xs[k] if xs else 0.0

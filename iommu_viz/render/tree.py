@@ -34,6 +34,7 @@ from ..pgtable.common import SZ_1M, SZ_4K
 from .common import GREY, MARKS, fit_lines, hexaddr, size_str
 
 __all__ = ["tree_dot", "tree_svg", "tree_text", "tree_layout", "slot_size",
+           "tree_dot_faults", "tree_text_faults", "fault_slot",
            "Row", "TableView", "TreeLayout"]
 
 #: v7s: level 1 entries map 1 MiB, level 2 entries 4 KiB
@@ -609,3 +610,105 @@ def tree_text(snapshot, prev=None, tlb=(), width=72) -> str:
         out.append(f"TLB entry off the tables: {size_str(e.size)} at "
                    f"{hexaddr(e.iova)} -> {hexaddr(e.paddr)}")
     return "\n".join(fit_lines(out, width)) + "\n"
+
+
+# ---------------------------------------------------------------- faults
+# Fault marks for a replayed log: kept apart from the views above, which
+# they reuse unchanged (tree_dot's source gains notes, tree_text's output
+# a section).
+
+#: the colour of a fault note (Okabe-Ito vermillion)
+FAULT_COLOUR = "#D55E00"
+
+
+def fault_slot(snapshot, iova: int):
+    """Where a walk of ``iova`` ends in ``snapshot``: ``(table paddr,
+    index, level, kind)`` of the last descriptor it reads (``kind`` is
+    ``'invalid'`` for a translation fault), or ``None`` when ``iova`` is
+    outside the root table's range."""
+    t = snapshot.tables.get(snapshot.root)
+    while t is not None:
+        slot = slot_size(snapshot, t.level)
+        idx = (iova - t.iova) // slot
+        if not 0 <= idx < len(t.entries):
+            return None
+        pte = t.entries[idx]
+        kind = "invalid"
+        if pte:
+            info = _kind_of(snapshot, t.level, pte)
+            kind = info.kind
+            if kind == "table":
+                nxt = snapshot.tables.get(info.addr)
+                if nxt is None:
+                    return (t.paddr, idx, t.level, kind)
+                t = nxt
+                continue
+        return (t.paddr, idx, t.level, kind)
+    return None
+
+
+def _fault_label(f) -> str:
+    verdict = getattr(f, "verdict", "") or ""
+    where = f"line {f.line}: " if getattr(f, "line", None) else ""
+    return f"{where}fault at {hexaddr(f.iova)}" + (
+        f"\n{verdict}" if verdict else "")
+
+
+def tree_dot_faults(snapshot, faults, prev=None, tlb=(), title=None,
+                    legend=True, rankdir="TB", limit=20) -> str:
+    """:func:`tree_dot` with each fault (an object with ``iova`` and, if it
+    has them, ``line`` and ``verdict``, such as a replay's
+    :class:`~iommu_viz.ingest.faults.Fault`) drawn as a note pointing at
+    the entry a walk of its address ends on. At most ``limit`` notes; a
+    fault outside the tables' range is listed under the title."""
+    dot = tree_dot(snapshot, prev, tlb, title, legend, rankdir)
+    if not faults:
+        return dot
+    lay = tree_layout(snapshot, prev, tlb)
+    rows = {tv.paddr: tv.rows for tv in lay.tables}
+    extra = []
+    outside = []
+    for k, f in enumerate(list(faults)[:limit]):
+        slot = fault_slot(snapshot, f.iova)
+        if slot is None or slot[0] not in rows:
+            outside.append(f)
+            continue
+        pa, idx, _level, _kind = slot
+        port = next((r.first for r in rows[pa] if r.first <= idx <= r.last),
+                    None)
+        label = _esc(_fault_label(f)).replace("\n", "<BR/>")
+        extra.append(f'  fault{k} [shape=note, color="{FAULT_COLOUR}", '
+                     f'fontcolor="{FAULT_COLOUR}", label=<{label}>];')
+        head = f"t{pa:x}" + (f":r{port}" if port is not None else "")
+        extra.append(f'  fault{k} -> {head} [color="{FAULT_COLOUR}", '
+                     'style=dashed];')
+    for f in outside:
+        extra.append(f'  fault_out{len(extra)} [shape=note, '
+                     f'color="{FAULT_COLOUR}", label=<'
+                     + _esc(_fault_label(f) + " (outside the tables)")
+                     .replace("\n", "<BR/>") + ">];")
+    body = dot.rstrip()
+    cut = body.rfind("}")          # the graph's closing brace
+    return body[:cut] + "\n".join(extra) + "\n}\n"
+
+
+def tree_text_faults(snapshot, faults, prev=None, tlb=(), width=72,
+                     limit=20) -> str:
+    """:func:`tree_text` followed by a "Faults" section: for each fault
+    (see :func:`tree_dot_faults`), the table entry its address walks to
+    and what that entry holds now."""
+    out = tree_text(snapshot, prev, tlb, width)
+    if not faults:
+        return out
+    lines = ["", "Faults (the entry each faulting address walks to):"]
+    for f in list(faults)[:limit]:
+        slot = fault_slot(snapshot, f.iova)
+        head = _fault_label(f).replace("\n", ": ")
+        if slot is None:
+            lines.append(f"  {head}: outside the tables' range")
+            continue
+        pa, idx, level, kind = slot
+        lines.append(f"  {head}")
+        lines.append(f"    -> level {level} table {hexaddr(pa)}[{idx}]: "
+                     f"{kind}")
+    return out + "\n".join(fit_lines(lines, width)) + "\n"

@@ -143,8 +143,6 @@ def test_replay_svg_tree(log, tmp_path):
      "--at 99 is beyond the log's 3 events"),
     (["replay", "LOG", "--device", "gpu"], 1,
      "device 'gpu' does not appear in the log"),
-    (["replay", "LOG", "--format", "perfetto"], 1,
-     "a replay has no timeline to export"),
     (["replay"], 2, "the following arguments are required: LOG"),
     ([], 2, "iommu-viz: error: choose a command"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
