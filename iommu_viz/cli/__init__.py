@@ -25,6 +25,7 @@ import json
 import os
 import sys
 
+from ..errors import IommuVizError
 from ..pgtable.common import KERNELS, SZ_4K, short_size
 from . import quiz as _quiz
 
@@ -305,6 +306,9 @@ def main(argv=None) -> int:
     except CliError as e:
         sys.stderr.write(f"{PROG}: {e}\n")
         return e.status
+    except IommuVizError as e:       # a refusal of the model (errors.py)
+        sys.stderr.write(f"{PROG}: {e}\n")
+        return 1
     except BrokenPipeError:
         # the reader went away (e.g. piped into head): stop quietly
         try:
