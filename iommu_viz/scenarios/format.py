@@ -54,6 +54,7 @@ from ..sim import ApiError, Simulation
 from ..sim.config import SimConfig
 
 __all__ = ["Scenario", "ScenarioError", "Op", "parse", "to_text",
+           "labelled_accesses",
            "sim_options", "parse_value", "parse_bool", "parse_number", "OPS", "ALIASES"]
 
 
@@ -386,6 +387,15 @@ class Scenario:
 
     def __str__(self):
         return self.text
+
+
+def labelled_accesses(sim) -> dict:
+    """``{label: Access}`` of a run's labelled accesses, in order: the
+    labels :meth:`Scenario.run` puts on the recorded access ops, paired
+    with ``sim.accesses`` (one per recorded access)."""
+    ops = (op for op in sim.ops if op["op"] == "access")
+    return {op["label"]: a for op, a in zip(ops, sim.accesses)
+            if op.get("label")}
 
 
 def _new_sim(config, sc, overrides):
