@@ -67,11 +67,19 @@ def test_generator_covers_the_space():
     """Across seeds, every era, both modes, every BBML level and
     personality and every caller appear."""
     seen = {"kernel": set(), "strict": set(), "bbml": set(),
-            "personality": set(), "how": set()}
+            "personality": set(), "how": set(), "pa bit 16": set()}
     for seed in range(120):
         p = make_problem(seed)
         for k in ("kernel", "strict", "bbml", "personality"):
             seen[k].add(p.config[k])
+        # pages whose output address has bit 16 set (an address bit in a
+        # page descriptor, nT only in a block's) are drawn like any other
+        block = p.ops[0]
+        for op in p.ops:
+            if op["op"] == "access" and op.get("label") and \
+                    block["iova"] <= op["iova"] < block["iova"] + SZ_2M:
+                pa = block["paddr"] + op["iova"] - block["iova"]
+                seen["pa bit 16"].add(bool(pa & 1 << 16))
         kinds = [o["op"] for o in p.ops]
         seen["how"].add("unmap" if "gather" not in kinds else
                         "fast+sync" if "sync" in kinds else "fast")
@@ -80,6 +88,7 @@ def test_generator_covers_the_space():
     assert seen["bbml"] == {0, 1, 2}
     assert seen["personality"] == {"typical", "adversarial", "coherent"}
     assert seen["how"] == {"unmap", "fast+sync", "fast"}
+    assert seen["pa bit 16"] == {True, False}
 
 
 # ---------------------------------------------------------------- answers
