@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .pgtable.common import KERNELS, SZ_2M, SZ_4K, short_size
-from .quiz import LETTERS, OUTCOMES, cmd_issuer, run_ops, scenario_text
+from .quiz import LETTERS, OUTCOMES, cmd_issuer, run_scenario, scenario_text
 
 __all__ = ["CALLERS", "BBMLS", "Row", "Sheet", "build", "case_ops",
            "readme_block", "write_readme", "START", "END"]
@@ -188,9 +188,9 @@ def _row(era, strict, caller, ttl_hints=True):
     ops = case_ops(caller)
     cells, after, windows = {}, {}, set()
     for bbml in BBMLS:
-        sim, acc = run_ops(dict(kernel=era, strict=strict, bbml=bbml,
-                                personality="typical", ttl_hints=ttl_hints),
-                           ops)
+        sim, acc = run_scenario(scenario_text(
+            dict(kernel=era, strict=strict, bbml=bbml, personality="typical",
+                 ttl_hints=ttl_hints), ops), source=f"cheatsheet {era}")
         cells[bbml] = (_letters(acc["W1"]), _letters(acc["W2"]))
         after[bbml] = (_letters(acc["E1"]), _letters(acc["E2"]))
         windows.add(_window(sim))

@@ -7,8 +7,11 @@ era, strict or lazy, BBML level, SMMU personality) and asks, for each
 labelled access, which outcomes the architecture allows, and which
 cached translations the TLB still holds at the end.
 
-The answers are the model's: the scenario is run through
-:class:`~iommu_viz.Simulation`, and every sentence of the reasoning is
+The answers are the model's: the scenario is printed in the scenario-file
+syntax (``docs/scenario-format.md``), and that text is what runs: it is
+read by :func:`iommu_viz.scenarios.parse` and executed by
+:meth:`~iommu_viz.scenarios.Scenario.run` on a fresh
+:class:`~iommu_viz.Simulation`. Every sentence of the reasoning is
 built from the run's events and states (which call wrote what, which
 command removed which entry, whether a CMD_SYNC completed, what the BBML
 level lets a TLB with two matching entries do). Nothing is typed.
@@ -19,8 +22,8 @@ a hash.
 
 The scenario is kept as data (a config dict and a list of op dicts) and
 printed in the plain-text scenario syntax (``config ...``, ``map IOVA
-PADDR SIZE``, ``A1: access IOVA``, ...), so it can be pasted into a
-scenario file.
+PADDR SIZE``, ``A1: access IOVA``, ...); pasted into a file, it runs with
+``iommu-viz run FILE`` to the same answers.
 
 Example::
 
@@ -41,11 +44,11 @@ import textwrap
 from dataclasses import dataclass, field
 
 from .pgtable.common import KERNELS, SZ_2M, SZ_4K, short_size
-from .sim import Simulation
+from .scenarios.format import format_value, labelled_accesses, parse
 
 __all__ = ["OUTCOMES", "LETTERS", "Problem", "Answers", "AccessAnswer",
            "TlbAnswer", "make_problem", "check_seed", "build",
-           "scenario_text", "run_ops", "cmd_issuer"]
+           "scenario_text", "run_scenario", "cmd_issuer"]
 
 #: The outcomes a question offers, in the order they are listed.
 OUTCOMES = ("translated", "fault", "stale", "conflict")
@@ -81,7 +84,9 @@ def _hex(v):
 
 def scenario_text(config: dict, ops) -> str:
     """The scenario in the plain-text syntax: one op a line, ``#``
-    comments, ``LABEL:`` before a labelled access.
+    comments, ``LABEL:`` before a labelled access. The ``config`` line
+    names the era, the mode, BBML and the personality, then any other
+    Simulation option ``config`` holds (``ttl_hints=no``).
 
     >>> print(scenario_text(dict(kernel="v5.4", strict=True, bbml=0,
     ...                          personality="typical"),
@@ -92,9 +97,13 @@ def scenario_text(config: dict, ops) -> str:
     A1: access 0x40001000
     """
     mode = "strict" if config.get("strict", True) else "lazy"
-    lines = [f"config kernel={config['kernel']} {mode} "
-             f"bbml={config.get('bbml', 0)} "
-             f"smmu={config.get('personality', 'typical')}"]
+    head = (f"config kernel={config['kernel']} {mode} "
+            f"bbml={config.get('bbml', 0)} "
+            f"smmu={config.get('personality', 'typical')}")
+    for k, v in config.items():
+        if k not in ("kernel", "strict", "bbml", "personality"):
+            head += f" {k}={format_value(k, v)}"
+    lines = [head]
     for op in ops:
         kind = op["op"]
         if kind == "comment":
@@ -123,43 +132,19 @@ def scenario_text(config: dict, ops) -> str:
     return "\n".join(lines)
 
 
-def run_ops(config: dict, ops):
-    """Run the scenario through the :class:`Simulation` API; returns the
-    simulation and ``{label: Access}`` for the labelled accesses.
-
-    (When the scenario-file parser lands, the same ops can go through it:
-    ``scenario_text`` writes its syntax.)
-    """
-    sim = Simulation(**config)
-    gathers = {}
-    labelled = {}
-    for op in ops:
-        kind = op["op"]
-        if kind == "map":
-            sim.map(op["iova"], op["paddr"], op["size"])
-        elif kind == "unmap":
-            sim.unmap(op["iova"], op["size"])
-        elif kind == "gather":
-            gathers[op["name"]] = sim.new_gather()
-        elif kind == "unmap_fast":
-            sim.unmap_fast(op["iova"], op["size"], gathers[op["gather"]])
-        elif kind == "sync":
-            sim.iotlb_sync(gathers[op["gather"]])
-        elif kind == "speculate":
-            sim.speculate(op["iova"])
-        elif kind == "advance":
-            sim.advance(op["ms"])
-        elif kind == "access":
-            a = sim.access(op["iova"])
-            if op.get("label"):
-                labelled[op["label"]] = a
-        elif kind != "comment":
-            raise ValueError(f"unknown op {kind!r} in a quiz scenario")
-    return sim, labelled
+def run_scenario(text: str, source: str = "<quiz>"):
+    """Parse ``text`` (the scenario syntax :func:`scenario_text` writes)
+    with :func:`iommu_viz.scenarios.parse` and run it
+    (:meth:`~iommu_viz.scenarios.Scenario.run`); returns the simulation
+    and ``{label: Access}`` for the labelled accesses. A text the parser
+    or the model refuses raises :class:`~iommu_viz.scenarios.ScenarioError`
+    naming ``source`` and the line."""
+    sim = parse(text, source=source).run()
+    return sim, labelled_accesses(sim)
 
 
-_PAGE_INDEXES = tuple(i for i in range(1, 511) if not i & 16)
-_BUF_PAGES = tuple(k for k in range(4, 4096, 4) if not k & 16)
+_PAGE_INDEXES = tuple(range(1, 511))       # the block's inner pages
+_BUF_PAGES = tuple(range(4, 4096, 4))
 
 
 def _generate(rng: random.Random):
@@ -171,13 +156,9 @@ def _generate(rng: random.Random):
                   personality=rng.choice(PERSONALITIES))
     block = 0x40000000 + rng.randrange(16) * SZ_2M
     block_pa = 0x80000000 + rng.randrange(64) * SZ_2M
-    # Output-address bit 16 stays clear in every page descriptor: the
-    # model reads that bit as nT (a block descriptor bit) in page
-    # descriptors too, which would change BBML1's answers.
     idx = rng.choice(_PAGE_INDEXES)             # the page unmapped
     page = block + idx * SZ_4K
-    steps = tuple(d for d in (-1, 1) if not (idx + d) & 16)
-    neighbour = page + rng.choice(steps) * SZ_4K
+    neighbour = page + rng.choice((-1, 1)) * SZ_4K
     ops = [dict(op="map", iova=block, paddr=block_pa, size=SZ_2M)]
     buf = None
     if rng.random() < 0.6:                      # a small buffer elsewhere
@@ -468,8 +449,9 @@ class Problem:
         return scenario_text(self.config, self.ops)
 
     def run(self):
-        """``(Simulation, {label: Access})``, a fresh run."""
-        return run_ops(self.config, self.ops)
+        """``(Simulation, {label: Access})``, a fresh run of the printed
+        scenario (:meth:`scenario`) through the scenario parser."""
+        return run_scenario(self.scenario(), source=f"quiz seed {self.seed}")
 
     def _recorded(self):
         """One run kept for the answers (a run is deterministic, and

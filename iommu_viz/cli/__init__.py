@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 
+from ..errors import IommuVizError
 from . import quiz as _quiz
 
 __all__ = ["main", "parse_size"]
@@ -126,6 +127,9 @@ def main(argv=None) -> int:
     except CliError as e:
         sys.stderr.write(f"{PROG}: {e}\n")
         return e.status
+    except IommuVizError as e:       # a refusal of the model (errors.py)
+        sys.stderr.write(f"{PROG}: {e}\n")
+        return 1
     except BrokenPipeError:
         # the reader went away (e.g. piped into head): stop quietly
         try:

@@ -141,9 +141,36 @@ class PgtableBase:
         if not isinstance(count, int) or count < 1:
             raise PgtableError("EINVAL", f"count {count!r} must be at least 1")
 
+    def check_prot(self, prot) -> bool:
+        """The map call's no-access check (arm_lpae_map / arm_v7s_map in
+        v4.20 and v5.4; arm_lpae_map_pages / arm_v7s_map_pages in v6.12
+        and v6.13): True when ``prot`` grants IOMMU_READ or IOMMU_WRITE.
+        When it grants neither, before v6.11 the call had nothing to do:
+        False (it returns 0 and writes nothing); from v6.11 (6093cd582f8e,
+        also taken into the 6.1, 6.6 and 6.10 stable trees) it fails:
+        :class:`PgtableError` ``EINVAL``. A ``prot`` that is not an int is
+        ``EINVAL`` in every era."""
+        if not isinstance(prot, int) or isinstance(prot, bool):
+            raise PgtableError("EINVAL", f"prot {prot!r} must be an integer "
+                               "of IOMMU_* flags")
+        if prot & (IOMMU_READ | IOMMU_WRITE):
+            return True
+        if self.era.noaccess_einval:
+            raise PgtableError(
+                "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
+                "IOMMU_WRITE; from v6.11 a map without access is refused")
+        return False
+
+    def _no_access_first(self) -> bool:
+        """Before v6.11 the no-access check is a map call's first, ahead
+        of the size and range checks; from v6.11 it follows them."""
+        return not self.era.noaccess_einval
+
     def _check_map_args(self, iova, paddr, size, prot, count) -> bool:
         """The checks of a map call, in the kernel's order; False when the
         call is a no-op (no access granted, before v6.11)."""
+        if self._no_access_first() and not self.check_prot(prot):
+            return False
         self._check_count(count)
         self._check_pgsize(size, "map")
         self._check_iova(iova, size, count)
@@ -158,26 +185,24 @@ class PgtableBase:
             raise PgtableError(
                 "ERANGE", f"paddr range {paddr:#x}..{end_pa:#x} is beyond the "
                 f"{self.oas}-bit output address size")
-        if not isinstance(prot, int):
-            raise PgtableError("EINVAL", f"prot {prot!r} must be an integer "
-                               "of IOMMU_* flags")
-        if not prot & (IOMMU_READ | IOMMU_WRITE):
-            # "no access, nothing to do" until v6.11 (6093cd582f8e) made
-            # it an error
-            if self.era.noaccess_einval:
-                raise PgtableError(
-                    "EINVAL", f"prot {prot:#x} grants neither IOMMU_READ nor "
-                    "IOMMU_WRITE; since v6.11 that is refused")
-            return False
-        return True
+        return self.check_prot(prot)
 
-    def check_map_range(self, iova, paddr, size, count=1) -> None:
-        """Raise :class:`PgtableError` unless ``count`` pages of ``size``
-        from ``iova`` to ``paddr`` lie within the input and output address
-        sizes and are all unmapped (``EEXIST``); changes nothing. For the
-        IOMMU API, which checks every run of an ``iommu_map`` first."""
+    def check_map_range(self, iova, paddr, size, count=1,
+                        prot=IOMMU_READ | IOMMU_WRITE) -> bool:
+        """What mapping ``count`` pages of ``size`` from ``iova`` to
+        ``paddr`` with ``prot`` would do, changing nothing: True when it
+        would map them, False when it would map nothing and succeed (no
+        access before v6.11), :class:`PgtableError` when it would fail
+        (``ERANGE`` beyond the input or output address size, ``EINVAL``
+        no access from v6.11, ``EEXIST`` something mapped there), checked
+        in the kernel's order. For the IOMMU API, which checks every run
+        of an ``iommu_map`` before the first is mapped."""
+        if self._no_access_first() and not self.check_prot(prot):
+            return False
         self._check_iova(iova, size, count)
         if (paddr + size * count - 1) >> self.oas:
             raise PgtableError("ERANGE", f"paddr 0x{paddr:x} is beyond the "
                                f"{self.oas}-bit output address size")
+        self.check_prot(prot)
         self._check_free(iova, size, count)
+        return True

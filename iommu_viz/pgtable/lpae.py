@@ -370,7 +370,7 @@ class LpaeTable(PgtableBase):
                 and not (iova | paddr) & (size - 1) \
                 and not (iova + size - 1) >> self.ias \
                 and not (paddr + size - 1) >> self.oas \
-                and prot & (IOMMU_READ | IOMMU_WRITE):
+                and type(prot) is int and prot & (IOMMU_READ | IOMMU_WRITE):
             attrs = self._prot_cache.get(prot) or self.prot_to_pte(prot)
             return self._map_one(iova, paddr, size, attrs, self._size_level[size])
         if not self._check_map_args(iova, paddr, size, prot, count):

@@ -577,9 +577,9 @@ class V7sTable(PgtableBase):
         Models arm_v7s_map (v4.20, v5.4), with the loop iommu_map makes
         over ``count``, and arm_v7s_map_pages (v5.14+: v6.12, v6.13),
         which loops over the pages one __arm_v7s_map at a time. Returns
-        the bytes mapped (0 when ``prot`` grants neither read nor write;
-        NB since v6.11, 6093cd582f8e, map_pages refuses that with
-        -EINVAL, which is not modelled). A 1 MiB or 16 MiB page written
+        the bytes mapped (0 when ``prot`` grants neither read nor write,
+        before v6.11; from v6.11, 6093cd582f8e, map_pages refuses that
+        with EINVAL). A 1 MiB or 16 MiB page written
         over a level-2 table unmaps and frees the table first, with its
         walk flush (arm_v7s_init_pte). Raises
         :class:`PgtableError` with ``EEXIST`` when a leaf already maps

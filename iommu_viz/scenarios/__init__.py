@@ -45,12 +45,13 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .format import (ALIASES, OPS, Op, Scenario, ScenarioError, parse,
-                     parse_value, sim_options, to_text)
+from .format import (ALIASES, OPS, Op, Scenario, ScenarioError,
+                     labelled_accesses, parse, parse_value, sim_options,
+                     to_text)
 from .matrix import Matrix, matrix, parse_axes
 
 __all__ = ["Scenario", "ScenarioError", "Op", "Matrix", "load", "parse",
-           "to_text", "named", "names", "catalog", "get", "run", "matrix",
+           "to_text", "labelled_accesses", "named", "names", "catalog", "get", "run", "matrix",
            "parse_axes", "parse_value", "sim_options", "DEFAULTS", "OPS",
            "ALIASES", "seed", "seed_conflict", "strict_vs_lazy",
            "vfio_refuses", "gigabyte_split", "ttl_split"]

@@ -47,28 +47,41 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from ..errors import IommuVizError
 from ..pgtable import common as _pgcommon
 from ..pgtable.common import PgtableError
 from ..sim import ApiError, Simulation
 from ..sim.config import SimConfig
 
 __all__ = ["Scenario", "ScenarioError", "Op", "parse", "to_text",
+           "labelled_accesses",
            "sim_options", "parse_value", "parse_bool", "parse_number", "OPS", "ALIASES"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(IommuVizError, ValueError):
     """A scenario file broke a rule. ``source`` and ``line`` say where
     (``line`` is 0 for the file as a whole or an option given from
-    outside), ``rule`` which rule, e.g. ``"unknown op"``."""
+    outside), ``rule`` which rule, e.g. ``"unknown op"``.
+
+    One of the package's :class:`~iommu_viz.errors.IommuVizError` (errno
+    ``EINVAL``: the input was refused), and a ``ValueError`` as a bad
+    argument is; ``str(err)`` is ``"<source>:<line>: <rule>: <detail>"``.
+    """
 
     def __init__(self, source: str, line: int, rule: str, detail: str = ""):
         where = f"{source}:{line}" if line else source
         text = f"{rule}: {detail}" if detail else rule
-        super().__init__(f"{where}: {text}")
+        # the text already names where and why: no "(-EINVAL)" suffix
+        Exception.__init__(self, f"{where}: {text}")
+        self.errno = "EINVAL"
+        self.message = f"{where}: {text}"
         self.source = source
         self.line = line
         self.rule = rule
         self.detail = detail
+
+    def __reduce__(self):
+        return type(self), (self.source, self.line, self.rule, self.detail)
 
 
 # ---------------------------------------------------------------- options
@@ -374,6 +387,15 @@ class Scenario:
 
     def __str__(self):
         return self.text
+
+
+def labelled_accesses(sim) -> dict:
+    """``{label: Access}`` of a run's labelled accesses, in order: the
+    labels :meth:`Scenario.run` puts on the recorded access ops, paired
+    with ``sim.accesses`` (one per recorded access)."""
+    ops = (op for op in sim.ops if op["op"] == "access")
+    return {op["label"]: a for op, a in zip(ops, sim.accesses)
+            if op.get("label")}
 
 
 def _new_sim(config, sc, overrides):

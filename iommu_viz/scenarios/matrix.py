@@ -30,7 +30,7 @@ import os
 import textwrap
 from dataclasses import dataclass, replace
 
-from .format import ALIASES, ScenarioError
+from .format import ALIASES, ScenarioError, labelled_accesses
 
 __all__ = ["Matrix", "matrix", "parse_axes", "LETTERS"]
 
@@ -176,11 +176,8 @@ def matrix(scenario, axes) -> Matrix:
             raise ScenarioError(e.source, e.line, e.rule,
                                 f"{e.detail} (configuration {name})") \
                 from None
-        got = {}
-        for op, acc in zip((o for o in sim.ops if o["op"] == "access"),
-                           sim.accesses):
-            if "label" in op:
-                got[op["label"]] = sorted(acc.allowed)
+        got = {lb: sorted(acc.allowed)
+               for lb, acc in labelled_accesses(sim).items()}
         for lb in labels:
             allowed[lb][name] = got.get(lb)
     return Matrix(sc.source, axes, confs, labels, allowed)

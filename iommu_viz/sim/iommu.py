@@ -140,8 +140,18 @@ class IommuDomain:
             prot: int = IOMMU_READ | IOMMU_WRITE) -> int:
         """iommu_map: split ``size`` into the largest page sizes alignment
         allows (iommu_pgsize) and map each run (v4.20 .. v6.13). Every run
-        is checked before the first is mapped, so a refused call changes
-        nothing (the kernel instead unmaps what it had mapped)."""
+        is checked before the first is mapped, so a refused call raises
+        :class:`ApiError` and changes nothing (the kernel instead unmaps
+        what it had mapped). Returns the bytes mapped.
+
+        A ``prot`` granting neither IOMMU_READ nor IOMMU_WRITE: before
+        v6.11 the page table's map had nothing to do and returned 0
+        before any other check, so iommu_map succeeds having mapped
+        nothing (returns 0 here); from v6.11 (6093cd582f8e) the table's
+        map_pages fails with EINVAL after its range checks, and so does
+        iommu_map (ApiError). (From v5.14 to v6.10 without that fix the
+        map_pages loop of __iommu_map never ended; no era here has it.)
+        """
         for n, v in (("iova", iova), ("paddr", paddr), ("size", size)):
             check_uint(n, v)
         m = self.min_pagesz
@@ -151,8 +161,8 @@ class IommuDomain:
                            f"multiples of the {fmt_size(m)} minimum page size")
         runs = self._map_runs(iova, paddr, size)
         try:
-            for (i, p, pg, cnt) in runs:
-                self.pt.check_map_range(i, p, pg, cnt)
+            writes = all([self.pt.check_map_range(i, p, pg, cnt, prot)
+                          for (i, p, pg, cnt) in runs])
         except PgtableError as e:
             raise ApiError(e.errno, e.message) from None
         self.rec.begin(dict(op="map", iova=iova, paddr=paddr, size=size,
@@ -161,6 +171,14 @@ class IommuDomain:
                       f"iommu_map(iova=0x{iova:x}, paddr=0x{paddr:x}, "
                       f"size={fmt_size(size)})", iova=iova, paddr=paddr,
                       size=size)
+        if not writes:
+            self.rec.emit("cpu", "return", "iommu_map",
+                          f"prot 0x{prot:x} grants neither read nor write: "
+                          "the page table has nothing to do and returns 0 "
+                          "(before v6.11); iommu_map returns 0 with nothing "
+                          "mapped", mapped=0)
+            self.caller.mapped(iova, size)
+            return 0
         done = 0
         for (i, p, pg, cnt) in runs:
             done += self.pt.map(i, p, pg, prot, cnt)

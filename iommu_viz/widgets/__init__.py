@@ -9,3 +9,6 @@ __all__ = ["Explorer", "TOGGLE_NAMES", "UNMAP_CHOICES", "explain_access",
 from .show import events_table, find_step, show_figure, show_tree
 
 __all__ += ["show_tree", "show_figure", "find_step", "events_table"]
+from .quiz import Quiz, QuizSession
+
+__all__ += ["Quiz", "QuizSession"]

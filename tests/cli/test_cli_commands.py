@@ -234,3 +234,33 @@ def test_parse_size():
         [4096, 4096, 4096, 65536, 4096, 4096, 2 << 20]
     with pytest.raises(ValueError, match="'4X' is not a size"):
         parse_size("4X")
+
+
+def test_a_refusal_of_the_model_is_one_line(monkeypatch, capsys):
+    """main() catches the package's one error base class (errors.py), not
+    Exception: a refusal that reaches it is one line and status 1; any
+    other exception is a bug and still raises."""
+    import iommu_viz.quiz
+    from iommu_viz.errors import ApiError
+    from iommu_viz.scenarios import ScenarioError
+
+    def refuse(seed):
+        raise ApiError("EEXIST", "iova 0x40000000 is already mapped")
+    monkeypatch.setattr(iommu_viz.quiz, "make_problem", refuse)
+    assert main(["quiz", "--seed", "1"]) == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == ("iommu-viz: iova 0x40000000 is already mapped "
+                    "(-EEXIST)")
+
+    def bad_file(seed):
+        raise ScenarioError("x.scn", 3, "unknown op", "'flip'")
+    monkeypatch.setattr(iommu_viz.quiz, "make_problem", bad_file)
+    assert main(["quiz", "--seed", "1"]) == 1
+    assert _one_error_line(capsys.readouterr().err) == \
+        "iommu-viz: x.scn:3: unknown op: 'flip'"
+
+    def bug(seed):
+        raise KeyError("bug")
+    monkeypatch.setattr(iommu_viz.quiz, "make_problem", bug)
+    with pytest.raises(KeyError):
+        main(["quiz", "--seed", "1"])

@@ -252,3 +252,26 @@ def test_constructor_errors(kwargs, fragment):
     with pytest.raises(ValueError) as exc:
         LpaeTable(**kwargs)
     assert fragment in str(exc.value)
+
+
+@pytest.mark.parametrize("kernel", ["v4.20", "v5.4", "v6.12", "v6.13"])
+def test_no_access_check_order(kernel):
+    """arm_lpae_map (v4.20, v5.4) returns 0 for a prot without READ or
+    WRITE before any other check; arm_lpae_map_pages (v6.11 on) checks the
+    range first, then refuses it with EINVAL."""
+    from iommu_viz.pgtable.common import PgtableError
+    pt = LpaeTable(kernel=kernel)
+    pt.map(0x1000, 0x1000, 0x1000)
+    beyond = 1 << pt.ias
+    if kernel in ("v4.20", "v5.4"):
+        assert pt.map(beyond, 0x1000, 0x1000, prot=0) == 0
+        assert pt.map(0x1000, 0x2000, 0x1000, prot=0) == 0   # no EEXIST
+        assert pt.map(0x1001, 0x2000, 0x1000, prot=0) == 0   # nor EINVAL
+    else:
+        with pytest.raises(PgtableError) as e:
+            pt.map(beyond, 0x1000, 0x1000, prot=0)
+        assert e.value.errno == "ERANGE"
+        with pytest.raises(PgtableError, match="grants neither") as e:
+            pt.map(0x1000, 0x2000, 0x1000, prot=0)
+        assert e.value.errno == "EINVAL"
+    assert pt.iova_to_phys(0x1000) == 0x1000

@@ -1,6 +1,7 @@
 """The seeded exercises: the same seed gives the same problem everywhere,
-the printed scenario is exactly what was run, and every answer is the
-model's (checked against an independent re-run of the recorded calls)."""
+the printed scenario is exactly what was run (the text goes through the
+scenario parser), and every answer is the model's (checked against an
+independent re-run of the recorded calls)."""
 
 from __future__ import annotations
 
@@ -14,59 +15,14 @@ import pytest
 
 from iommu_viz import Simulation
 from iommu_viz.cli import main
-from iommu_viz.pgtable.common import KERNELS
+from iommu_viz.pgtable.common import KERNELS, SZ_2M
 from iommu_viz.quiz import (
-    LETTERS, OUTCOMES, check_seed, make_problem, run_ops, scenario_text,
+    LETTERS, OUTCOMES, check_seed, make_problem, run_scenario, scenario_text,
 )
+from iommu_viz.scenarios import ScenarioError, parse
 
 GOLDEN = Path(__file__).parent / "golden"
 SEEDS = range(0, 60)
-
-
-def _parse(text):
-    """A small reader of the scenario syntax the quiz prints (the inverse
-    of scenario_text), so a test can compare printed and run ops."""
-    lines = text.splitlines()
-    m = re.fullmatch(r"config kernel=(\S+) (strict|lazy) bbml=(\d) "
-                     r"smmu=(\w+)", lines[0])
-    assert m, lines[0]
-    config = dict(kernel=m[1], strict=m[2] == "strict", bbml=int(m[3]),
-                  personality=m[4])
-    units = {"K": 10, "M": 20, "G": 30}
-
-    def size(t):
-        return int(t[:-1]) << units[t[-1]]
-
-    ops = []
-    for line in lines[1:]:
-        label = None
-        if re.match(r"^A\d+: ", line):
-            label, line = line.split(": ", 1)
-        w = line.split()
-        if w[0] == "map":
-            ops.append(dict(op="map", iova=int(w[1], 16),
-                            paddr=int(w[2], 16), size=size(w[3])))
-        elif w[0] == "unmap":
-            ops.append(dict(op="unmap", iova=int(w[1], 16), size=size(w[2])))
-        elif w[0] == "gather":
-            ops.append(dict(op="gather", name=w[1]))
-        elif w[0] == "unmap_fast":
-            ops.append(dict(op="unmap_fast", iova=int(w[1], 16),
-                            size=size(w[2]), gather=w[3]))
-        elif w[0] == "sync":
-            ops.append(dict(op="sync", gather=w[1]))
-        elif w[0] == "speculate":
-            ops.append(dict(op="speculate", iova=int(w[1], 16)))
-        elif w[0] == "advance":
-            ops.append(dict(op="advance", ms=int(w[1])))
-        elif w[0] == "access":
-            op = dict(op="access", iova=int(w[1], 16))
-            if label:
-                op["label"] = label
-            ops.append(op)
-        else:
-            raise AssertionError(f"unknown line {line!r}")
-    return config, ops
 
 
 # ---------------------------------------------------------------- determinism
@@ -111,11 +67,19 @@ def test_generator_covers_the_space():
     """Across seeds, every era, both modes, every BBML level and
     personality and every caller appear."""
     seen = {"kernel": set(), "strict": set(), "bbml": set(),
-            "personality": set(), "how": set()}
+            "personality": set(), "how": set(), "pa bit 16": set()}
     for seed in range(120):
         p = make_problem(seed)
         for k in ("kernel", "strict", "bbml", "personality"):
             seen[k].add(p.config[k])
+        # pages whose output address has bit 16 set (an address bit in a
+        # page descriptor, nT only in a block's) are drawn like any other
+        block = p.ops[0]
+        for op in p.ops:
+            if op["op"] == "access" and op.get("label") and \
+                    block["iova"] <= op["iova"] < block["iova"] + SZ_2M:
+                pa = block["paddr"] + op["iova"] - block["iova"]
+                seen["pa bit 16"].add(bool(pa & 1 << 16))
         kinds = [o["op"] for o in p.ops]
         seen["how"].add("unmap" if "gather" not in kinds else
                         "fast+sync" if "sync" in kinds else "fast")
@@ -124,15 +88,45 @@ def test_generator_covers_the_space():
     assert seen["bbml"] == {0, 1, 2}
     assert seen["personality"] == {"typical", "adversarial", "coherent"}
     assert seen["how"] == {"unmap", "fast+sync", "fast"}
+    assert seen["pa bit 16"] == {True, False}
 
 
 # ---------------------------------------------------------------- answers
-def test_printed_scenario_is_what_runs():
-    for seed in SEEDS:
+def _printed_scenario(text):
+    """The scenario as the problem's text prints it: the lines from
+    ``config`` up to the next blank line."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("config "))
+    end = lines.index("", start)
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize("block", range(4))
+def test_printed_text_parses_and_runs_to_the_answers(block):
+    """For many seeds the scenario the problem prints, cut from its text
+    and read by the scenario parser as a file would be, runs to exactly
+    the quiz's answers: every label's allowed set and pick, and the TLB
+    left at the end."""
+    for seed in range(block * 30, block * 30 + 30):
         p = make_problem(seed)
-        config, ops = _parse(p.scenario())
-        assert config == p.config
-        assert ops == list(p.ops)
+        text = _printed_scenario(p.text())
+        assert text == p.scenario()
+        sc = parse(text, source=f"seed-{seed}.scn")
+        assert sc.config == p.config and sc.labels == list(p.labels)
+        sim = sc.run()
+        ans = p.answers()
+        got = {op["label"]: a for op, a in zip(
+            (o for o in sim.ops if o["op"] == "access"), sim.accesses)
+            if "label" in op}
+        assert list(got) == [a.label for a in ans.accesses], seed
+        for a in ans.accesses:
+            assert (a.allowed, a.picked) == (
+                tuple(o for o in OUTCOMES if o in got[a.label].allowed),
+                got[a.label].outcome), (seed, a.label)
+        final = tuple(sorted((e.iova, e.size, e.level, e.paddr)
+                             for e in sim.state.tlb))
+        assert final == tuple(sorted(ans.tlb.remaining)), seed
 
 
 @pytest.mark.parametrize("seed", list(range(0, 40)))
@@ -203,8 +197,23 @@ def test_c_prints_answers_and_reasoning(capsys):
 def test_scenario_text_refuses_unknown_ops():
     with pytest.raises(ValueError, match="unknown op 'flip'"):
         scenario_text(dict(kernel="v5.4"), [dict(op="flip")])
-    with pytest.raises(ValueError, match="unknown op 'flip'"):
-        run_ops(dict(kernel="v5.4"), [dict(op="flip")])
+
+
+def test_run_scenario_is_the_parser():
+    """run_scenario is parse + Scenario.run: other options reach the
+    config line, and a text the model refuses names the line."""
+    text = scenario_text(dict(kernel="v6.12", strict=False, bbml=1,
+                              personality="coherent", ttl_hints=False),
+                         [dict(op="map", iova=0x40000000, paddr=0x80000000,
+                               size=SZ_2M),
+                          dict(op="access", iova=0x40001000, label="A1")])
+    assert text.splitlines()[0] == ("config kernel=v6.12 lazy bbml=1 "
+                                    "smmu=coherent ttl_hints=no")
+    sim, labelled = run_scenario(text)
+    assert sim.ttl_hints is False and sim.personality == "coherent"
+    assert list(labelled) == ["A1"] and labelled["A1"] is sim.accesses[0]
+    with pytest.raises(ScenarioError, match=r"^q:4: refused by the model: map: .*EEXIST"):
+        run_scenario(text + "\nmap 0x40000000 0x80000000 2M", source="q")
 
 
 # ---------------------------------------------------------------- bad input

@@ -85,3 +85,9 @@ def test_widget_clicks():
     assert quiz.session.seed == 14 and quiz.seed_box.value == "14"
     assert quiz.message.value == "" and quiz.feedback.value == ""
     assert len(quiz.rows.children) == len(quiz.session.questions)
+
+
+def test_exported_beside_the_other_widgets():
+    import iommu_viz.widgets as w
+    assert w.Quiz is Quiz and w.QuizSession is QuizSession
+    assert {"Quiz", "QuizSession"} <= set(w.__all__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from iommu_viz import SZ_2M, SZ_4K, Simulation
-from iommu_viz.scenarios import ScenarioError, load, parse, to_text
+from iommu_viz.scenarios import OPS, ScenarioError, load, parse, to_text
 from iommu_viz.scenarios.format import parse_number, sim_options
 
 #: the issue's example (the seed thread as a scenario file)
@@ -212,3 +212,20 @@ def test_to_text_writes_the_fewest_config_words():
         "config kernel=v6.12 strict bbml=0 smmu=coherent fmt=v7s"
     assert parse(text).run().config == sim.config
     assert sim.to_scenario() == text
+
+
+def test_scenario_error_is_one_of_the_package_errors():
+    import pickle
+
+    from iommu_viz.errors import IommuVizError
+    with pytest.raises(IommuVizError) as e:
+        parse("config kernel=v5.4\nflip 0x1000\n", source="x.scn")
+    err = e.value
+    assert isinstance(err, ScenarioError) and isinstance(err, ValueError)
+    assert err.errno == "EINVAL"
+    assert str(err) == err.message == ("x.scn:2: unknown op: 'flip'; the ops "
+                                       "are " + ", ".join(OPS) +
+                                       " (and config, param)")
+    again = pickle.loads(pickle.dumps(err))
+    assert (type(again), str(again), again.line, again.rule) == \
+        (ScenarioError, str(err), 2, "unknown op")

@@ -193,3 +193,71 @@ def test_constructor_refuses(kw, bad):
         Simulation(**kw)
     assert bad in str(ei.value)
     assert list(kw)[0] in str(ei.value)
+
+
+# ---------------------------------------------------------------- prot 0
+# A map granting neither IOMMU_READ nor IOMMU_WRITE. v4.20/v5.4:
+# arm_lpae_map / arm_v7s_map return 0 before any other check ("nothing to
+# do"), so iommu_map succeeds and maps nothing. v6.11 on (6093cd582f8e):
+# map_pages returns -EINVAL after its range checks, and iommu_map fails.
+NO_ACCESS = [0, 0x4]                   # nothing; IOMMU_CACHE alone
+OLD_ERAS = ["v4.20", "v5.4"]
+NEW_ERAS = ["v6.12", "v6.13"]
+FMTS = [("lpae", SZ_2M), ("v7s", 0x100000)]
+
+
+def _prot_sim(kernel, fmt):
+    sim = Simulation(kernel=kernel, fmt=fmt)
+    sim.map(0x20000000, 0x80000000, SZ_4K)
+    return sim
+
+
+@pytest.mark.parametrize("fmt,size", FMTS)
+@pytest.mark.parametrize("prot", NO_ACCESS)
+@pytest.mark.parametrize("kernel", NEW_ERAS)
+def test_no_access_map_refused_from_v6_11(kernel, prot, fmt, size):
+    sim = _prot_sim(kernel, fmt)
+    before = _snapshot(sim)
+    tables = sim.pt.snapshot()
+    with pytest.raises(ApiError) as ei:
+        sim.map(BLOCK, 0x80000000, size, prot)
+    assert ei.value.errno == "EINVAL"
+    assert f"prot {prot:#x} grants neither IOMMU_READ nor IOMMU_WRITE" \
+        in str(ei.value)
+    _unchanged(sim, before)
+    assert sim.pt.snapshot() == tables
+    # the range checks come first in map_pages
+    with pytest.raises(ApiError) as ei:
+        sim.map(1 << sim.pt.ias, 0x80000000, size, prot)
+    assert ei.value.errno == "ERANGE"
+    _unchanged(sim, before)
+
+
+@pytest.mark.parametrize("fmt,size", FMTS)
+@pytest.mark.parametrize("prot", NO_ACCESS)
+@pytest.mark.parametrize("kernel", OLD_ERAS)
+def test_no_access_map_maps_nothing_before_v6_11(kernel, prot, fmt, size):
+    sim = _prot_sim(kernel, fmt)
+    tables = sim.pt.snapshot()
+    assert sim.map(BLOCK, 0x80000000, size, prot) == 0
+    assert sim.ops[-1] == dict(op="map", iova=BLOCK, paddr=0x80000000,
+                               size=size, prot=prot)
+    assert [e.kind for e in sim.events if e.op == len(sim.ops) - 1] == \
+        ["call", "return"]
+    assert sim.pt.snapshot() == tables
+    assert sim.access(BLOCK).outcome == "fault"
+    # "nothing to do" is the first check: neither an existing mapping
+    # nor an iova beyond the input address size is looked at
+    assert sim.map(0x20000000, 0x90000000, SZ_4K, prot) == 0
+    assert sim.map(1 << sim.pt.ias, 0x80000000, size, prot) == 0
+    assert sim.pt.snapshot() == tables
+
+
+@pytest.mark.parametrize("kernel", OLD_ERAS + NEW_ERAS)
+def test_prot_not_an_int_refused_unchanged(kernel):
+    sim = _prot_sim(kernel, "lpae")
+    before = _snapshot(sim)
+    for bad in ("rw", None, 3.0, True):
+        with pytest.raises(ApiError, match="must be an integer"):
+            sim.map(BLOCK, 0x80000000, SZ_2M, bad)
+        _unchanged(sim, before)
