@@ -142,6 +142,8 @@ def test_lazy_mode_window_words():
     assert "can still read 0x80001000 through the stale 2M block" in flat
     assert "for 10 ms after __iommu_dma_unmap returned" in flat
     assert "flush queue" in flat
+    assert "10 ms after" not in ex.outcome_html   # not there yet
+    ex.last()
     assert "10 ms after" in ex.outcome_html
 
 
@@ -215,10 +217,13 @@ def test_redraw_is_cached_and_fast(fast_nosync):
     ex.step = 3
     png = ex.timeline_png
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    tree = ex.tree_html
     ex.step = 16
+    assert ex.timeline_png == png         # one picture per run, masked
+    assert 'data-step="16"' in ex.tl_over.value
     ex.step = 3
-    assert ex.timeline_png == png
-    assert ex._renders[3]["timeline"] == png      # served from the cache
+    assert ex.tree_html == tree
+    assert (ex._run_key(), 3, False) in ex._renders   # from the cache
     assert ex.last_redraw_ms < 50
 
 
@@ -233,19 +238,19 @@ def test_next_step_is_prefetched_in_a_running_loop(fast_nosync):
     import asyncio
     ex = fast_nosync
     ex.step = 5
-    assert 6 not in ex._renders
+    assert (ex._run_key(), 6, False) not in ex._renders
 
     async def click_next_and_idle():
         ex.step = 6
         for _ in range(100):                     # up to 2 s on a slow CI
             await asyncio.sleep(0.02)
-            if 7 in ex._renders:
+            if (ex._run_key(), 7, False) in ex._renders:
                 break
 
     asyncio.run(click_next_and_idle())
-    assert 7 in ex._renders
+    assert (ex._run_key(), 7, False) in ex._renders
     ex.set_option("bbml", 1)              # a new run: nothing prefetched
-    assert 7 not in ex._renders
+    assert (ex._run_key(), 7, False) not in ex._renders
 
 
 def test_format_toggle_reruns_with_a_v7s_table(fast_nosync):
@@ -279,17 +284,18 @@ def test_format_toggle_reruns_with_a_v7s_table(fast_nosync):
     assert "254 x 4K page" in ex.tree_html
     assert "0x2000..0xfffff" in ex.tree_html
     assert "TLB still holds 1M section" in ex.tree_html
-    # a shorter run (v6.13 refuses the split) clamps, and back to LPAE
+    # v6.13 refuses the split: the last event is still the last access,
+    # and back to LPAE: the same event again
     ex.last()
     ex.set_option("kernel", "v6.13")
     assert ex.step == len(ex.sim.events) - 1
     assert "arm_v7s_split_blk_unmap" not in {e.func for e in ex.sim.events}
-    kept = ex.step
-    ex.toggles["fmt"].value = "lpae"           # a longer run: step kept
+    ex.step = "iommu_unmap_fast"
+    ex.toggles["fmt"].value = "lpae"           # a longer run: same call
     assert ex.toggles["kernel"].value == "v6.13"
     assert type(ex.sim.pt).__name__ == "LpaeTable"
-    assert kept < len(ex.sim.events) - 1
-    assert ex.step == kept
+    assert ex.sim.events[ex.step].func == "iommu_unmap_fast"
+    assert ex.sim.events[ex.step].kind == "call"
 
 
 def test_format_given_at_start_and_a_bad_format_refused():
