@@ -1,5 +1,6 @@
 # iommu-viz: the set-up contract (see README.md).
 #   make lab     JupyterLab on 127.0.0.1:$(PORT) in notebooks/
+#   make demo    the Explorer alone as a Voila app on 127.0.0.1:$(PORT)
 #   make test    the whole test suite (also installs Debian chromium for the browser test)
 #   make bench   the benchmarks
 #   make clean   remove .venv and the set-up stamps
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 # Jupyter refuses to run as root unless told to.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup setup-browser lab test bench clean
+.PHONY: setup setup-browser lab demo test bench clean
 
 setup:
 	bash scripts/setup.sh base
@@ -23,6 +24,11 @@ setup-browser:
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
 		--ServerApp.root_dir=notebooks $(ALLOW_ROOT)
+
+# Voila shows the notebook's outputs only: the Explorer, no code
+demo: setup
+	$(VENV)/bin/voila demo/explorer.ipynb --no-browser --port=$(PORT) \
+		--Voila.ip=127.0.0.1
 
 test: setup-browser
 	$(PY) -m pytest $(PYTEST_ARGS)

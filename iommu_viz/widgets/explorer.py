@@ -634,6 +634,9 @@ class Explorer:
         step, view = s.step, s.view_step
         self._quiet = True
         try:
+            # the play button is linked to the slider in the browser, and
+            # the link copies its value over the slider's when it starts
+            self.play.value = step
             self.slider.value = step
             self.events.value = step
         finally:

@@ -338,7 +338,7 @@ class ExplorerSession:
 
     def answer(self, outcomes) -> dict:
         """Predict the open question's outcomes (an iterable of names of
-        OUTCOMES); scores it and reveals it. Returns the verdict:
+        OUTCOMES); scores it, reveals it and moves to the access. Returns the verdict:
         ``picked``, ``allowed``, ``outcome`` (what this SMMU picked),
         ``correct`` (picked == allowed)."""
         a = self.question()
@@ -359,6 +359,7 @@ class ExplorerSession:
         self.score.answered += 1
         self.score.correct += verdict["correct"]
         self._revealed.add(key)
+        self._step = a.step                   # show the access itself
         return verdict
 
     def reveal(self) -> None:
@@ -369,6 +370,7 @@ class ExplorerSession:
             return
         self._revealed.add(access_keys(self.sim)[self.sim.accesses.index(a)])
         self.score.skipped += 1
+        self._step = a.step
 
     def verdict_for(self, access):
         """The learner's verdict on ``access`` (this run), if answered."""

@@ -361,3 +361,80 @@ def test_split_nt_toggle_removes_the_bbml1_conflict():
     assert any("nT sequence" in ev.func for ev in ex.sim.events)
     ex.set_option("fmt", "v7s")
     assert ex.toggles["split_nt"].disabled
+
+
+def test_old_call_forms_still_work():
+    """Notebooks 02 and 05 call these."""
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False,
+                  step="arm_lpae_split_blk_unmap")
+    assert ex.step == 11 and ex.slider.value == 11 and ex.play.value == 11
+    ex = Explorer("ttl-split", step="SMMUv3 TLBI TTL rule")
+    assert "TTL" in ex.caption_text
+
+
+def test_toggle_that_cannot_matter_is_disabled_with_why():
+    ex = Explorer("seed", kernel="v5.4")
+    tl = ex.toggles["ttl_hints"]
+    assert tl.disabled and "6a481a95d4c1" in tl.tooltip   # a rule, at once
+    assert not ex.toggles["bbml"].disabled        # not run yet
+    ex.availability()                             # runs the other values
+    assert ex.toggles["bbml"].disabled
+    assert "Cannot matter here" in ex.toggles["bbml"].tooltip
+    assert ex.toggles["bbml"].tooltip.startswith("SMMU_IDR3.BBML")
+    assert not ex.toggles["split_sync"].disabled
+    assert "iv-toggle-disabled" in ex.toggles["bbml"]._dom_classes
+
+
+def test_compare_strip_and_event_list():
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False)
+    assert "flip a toggle" in ex.compare_html
+    ex.events.value = 16                          # a click in the list
+    assert ex.step == 16 and ex.slider.value == 16
+    ex.toggles["split_sync"].value = True
+    assert ex.step == 19 and ex.events.value == 19
+    html = ex.compare_html.replace("&gt;", ">")
+    assert "split syncs itself: off -> on" in html
+    assert "stale -> fault" in html
+    assert ex.events.options[19][0].startswith(" 19 device device read")
+
+
+def test_tree_focuses_on_what_changed():
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False,
+                  step="arm_lpae_install_table")
+    ex.step = 13                                  # the L3 table goes in
+    assert "levels above collapsed" in ex.crumb.value
+    assert "L0 table" not in ex.tree_html and "L3 table" in ex.tree_html
+    ex.above.value = True
+    assert "L0 table" in ex.tree_html and ex.crumb.value.startswith("focus")
+    ex.step = 1                                   # nothing below the root
+    assert ex.crumb.value == "" or "focus" in ex.crumb.value
+
+
+def test_predict_mode_in_the_widget():
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False,
+                  predict=True)
+    ex.last()
+    assert ex.step == 7
+    assert ex.predict_box.layout.display == "flex"
+    assert "translated" not in ex.outcome_html
+    assert "predict it first" in ex.events.options[8][0]
+    ex.b_check.click()                            # nothing picked
+    assert "Pick at least one" in ex.q_text.value
+    ex.picks["translated"].value = True
+    ex.b_check.click()
+    assert ex.predict_box.layout.display == "none"
+    assert "score 1/1" in ex.score_label.value
+    assert "you picked translated: right" in ex.outcome_html
+    ex.next()
+    ex.step = 16
+    ex.b_reveal.click()
+    assert "score 1/1 (1 revealed)" in ex.score_label.value
+    assert "stale" in ex.outcome_html
+
+
+def test_css_is_a_package_file():
+    from importlib import resources
+    css = resources.files("iommu_viz.widgets").joinpath("explorer.css")
+    assert ".iv-explorer" in css.read_text()
+    ex = Explorer("seed")
+    assert css.read_text() in ex.widget.children[0].value
