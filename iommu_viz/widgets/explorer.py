@@ -45,6 +45,7 @@ from importlib import resources
 
 from .. import scenarios
 from ..sim.trace import OUTCOMES
+from .compare import match_step
 from .outcome import access_summary, access_words, explain_access
 from .session import ExplorerSession, toggle_value
 from .toggles import (FORMATS, FRONT, MORE, TOGGLE_NAMES, TOGGLES,
@@ -226,23 +227,28 @@ class Explorer:
 
     # ------------------------------------------------------------ widgets
     def _make_toggle(self, name):
+        """The control (no description of its own: ipywidgets would show
+        the description instead of the tooltip) in a box with its label;
+        the control and the label carry the tooltip (a Box cannot)."""
         W = self._W
         t = TOGGLES[name]
-        lay = W.Layout(width="auto")
         if t.kind == "check":
-            w = W.Checkbox(description=t.label, indent=False, layout=lay,
-                           style={"description_width": "initial"})
+            w = W.Checkbox(indent=False, layout=W.Layout(width="auto"))
         elif t.kind == "buttons":
             w = W.ToggleButtons(options=list(t.choices),
-                                style={"button_width": "58px"},
-                                tooltips=[t.tip] * len(t.choices))
+                                style={"button_width": "58px"})
         else:
             plain = all(k == v for k, v in t.choices)
             w = W.Dropdown(options=[v for _, v in t.choices] if plain
-                           else list(t.choices), description=t.label,
-                           layout=lay, style={"description_width": "initial"})
-        w.tooltip = t.tip
-        return w
+                           else list(t.choices),
+                           layout=W.Layout(width="auto"))
+        label = W.HTML(html.escape(t.label))
+        label.add_class("iv-toggle-label")
+        parts = [w, label] if t.kind == "check" else [label, w]
+        box = W.HBox(parts, layout=W.Layout(align_items="center"))
+        box.add_class("iv-toggle")
+        self._labels[name] = label
+        return w, box
 
     def _build(self):
         W = self._W
@@ -253,12 +259,15 @@ class Explorer:
             style={"description_width": "initial"})
         t["scenario"].tooltip = ("The scenario to run; each keeps its own "
                                  "options when you come back to it.")
+        boxes = {"scenario": t["scenario"]}
+        self._labels = {}
         for name in TOGGLES:
-            t[name] = self._make_toggle(name)
+            t[name], boxes[name] = self._make_toggle(name)
         for name, w in t.items():
-            w.add_class("iv-toggle-" + name.replace("_", "-"))
+            boxes[name].add_class("iv-toggle-" + name.replace("_", "-"))
             w.observe(lambda ch, n=name: self._on_toggle(n), names="value")
         self.toggles = t
+        self._boxes = boxes
 
         self.more = W.ToggleButton(description="More", icon="sliders",
                                    tooltip="the other toggles",
@@ -267,10 +276,10 @@ class Explorer:
         self.more.observe(self._on_more, names="value")
         self.score_label = W.HTML()
         self.score_label.add_class("iv-score")
-        bar = W.HBox([t["scenario"]] + [t[n] for n in FRONT]
+        bar = W.HBox([t["scenario"]] + [boxes[n] for n in FRONT]
                      + [self.more, self.score_label])
         bar.add_class("iv-bar")
-        self.more_box = W.HBox([t[n] for n in MORE],
+        self.more_box = W.HBox([boxes[n] for n in MORE],
                                layout=W.Layout(display="none"))
         self.more_box.add_class("iv-bar")
         self.more_box.add_class("iv-more")
@@ -401,14 +410,19 @@ class Explorer:
             else:
                 r = rule_reason(name, self.options)
                 why = f"{r[0]} ({r[1]})." if r else None
-            w = self.toggles[name]
-            w.disabled = why is not None
-            w.tooltip = tg.tip + (f" Cannot matter here: {why}" if why
-                                  else "")
-            if why:
-                w.add_class("iv-toggle-disabled")
-            else:
-                w.remove_class("iv-toggle-disabled")
+            w, box = self.toggles[name], self._boxes[name]
+            tip = tg.tip + (f" Cannot matter here: {why}" if why else "")
+            if w.disabled != (why is not None):
+                w.disabled = why is not None
+            for x in (w, self._labels[name]):
+                x.tooltip = tip
+            for x in (w, box):
+                if why:
+                    x.add_class("iv-toggle-disabled")
+                else:
+                    x.remove_class("iv-toggle-disabled")
+            if tg.kind == "buttons":
+                w.tooltips = [tip] * len(tg.choices)
         self._avail_key = self._run_key() if avail is not None else None
 
     def availability(self) -> dict:
@@ -647,7 +661,8 @@ class Explorer:
         self.crumb.value = r["crumb"]
         self.above.layout.visibility = ("visible" if r["crumb"] or
                                         self._above else "hidden")
-        self.tree.value = r["tree"]
+        self.tree.value = (f'<div class="iv-tree-svg" data-view="'
+                           f'{self._run_id()}:{view}">{r["tree"]}</div>')
         self.tlb.value = r["tlb"]
         self.outcome.value = self._outcome_html(view)
         q = s.question()
@@ -659,6 +674,7 @@ class Explorer:
         self.score_label.value = (f"<b>{html.escape(str(s.score))}</b>"
                                   if s.predict else "")
         self._show_timeline(view)
+        self.widget.remove_class("iv-ready")
         self.last_redraw_ms = (time.perf_counter() - t0) * 1000
         self._schedule_idle()
 
@@ -709,12 +725,22 @@ class Explorer:
             return
         if self._avail_key != self._run_key():
             self._apply_availability(s.availability())
-        # 3. the other values' timelines and trees, in the background
+        self.widget.add_class("iv-ready")      # for the browser tests
+        # 3. the other values' pictures at the same event, in the background
         for name in TOGGLES:
             for _, opts in s.alternatives(name):
-                if s.has_run(s.scenario, opts):
-                    alt = s.run_for(s.scenario, opts)
-                    self._drawer.want(s._key(s.scenario, opts), alt)
+                if not s.has_run(s.scenario, opts):
+                    continue
+                alt, key = s.run_for(s.scenario, opts), s._key(s.scenario, opts)
+                at = match_step(sim, step, alt)
+                vkey = (key, at, self._above)
+                if vkey not in self._renders:
+                    fut = _pool().submit(self._compute_views, alt, at,
+                                         self._above)
+                    fut.add_done_callback(
+                        lambda f, k=vkey: _call_soon(loop, self._store_views,
+                                                     k, f))
+                self._drawer.want(key, alt)
 
     def _store_views(self, key, fut):
         try:

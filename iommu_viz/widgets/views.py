@@ -23,6 +23,7 @@ import dataclasses
 import html
 import io
 import re
+import threading
 from collections import OrderedDict
 
 from ..render.common import MARKS
@@ -31,6 +32,7 @@ __all__ = ["focus_path", "tree_view", "timeline_png", "tree_legend_html"]
 
 _TREE_CACHE: OrderedDict = OrderedDict()
 _TREE_CACHE_MAX = 400
+_TREE_LOCK = threading.Lock()        # the Explorer lays trees out in a thread
 
 
 # ---------------------------------------------------------------- focus
@@ -180,21 +182,22 @@ def _fit_svg(svg: str) -> str:
 
 
 def _dot_to_svg(dot: str) -> str:
-    svg = _TREE_CACHE.get(dot)
+    with _TREE_LOCK:
+        svg = _TREE_CACHE.get(dot)
     if svg is None:
         import graphviz
         svg = _fit_svg(graphviz.Source(dot).pipe(format="svg")
                        .decode("utf-8"))
+    with _TREE_LOCK:
         _TREE_CACHE[dot] = svg
+        _TREE_CACHE.move_to_end(dot)
         while len(_TREE_CACHE) > _TREE_CACHE_MAX:
             _TREE_CACHE.popitem(last=False)
-    else:
-        _TREE_CACHE.move_to_end(dot)
     return svg
 
 
 def tree_view(sim, step: int, above: bool = False, title: str = ""):
-    """``(crumb_html, tree_html)`` of ``step``: the tree from the focus
+    """``(crumb_html, svg)`` of ``step``: the tree from the focus
     table down (everything when ``above``), the changes against the step
     before marked, the TLB's entries placed on their slots."""
     from ..render.tree import slot_size, tree_dot
@@ -223,8 +226,7 @@ def tree_view(sim, step: int, above: bool = False, title: str = ""):
         crumb = f"focus: L{snap.tables[top].level} 0x{top:x}"
     dot = tree_dot(snap, prev=prev, tlb=tlb, title=title or None,
                    legend=False)
-    svg = _dot_to_svg(dot)
-    return crumb, f'<div class="iv-tree-svg">{svg}</div>'
+    return crumb, _dot_to_svg(dot)
 
 
 # ---------------------------------------------------------------- timeline
