@@ -6,9 +6,10 @@ clicks. A time runs, inside the page, from the click to the first animation
 frame after the caption, the tree and the timeline all show the new step
 (or the new run, for a toggle); then one more frame, for the paint. Between
 clicks the bench waits for the kernel to go idle and then a learner's
-pause (0.3 s after *next*, 1 s after a toggle): the Explorer uses idle time
-to lay out the next steps and the toggles' other runs, as it would while a
-learner reads.
+pause (NEXT_PAUSE, TOGGLE_PAUSE): the Explorer uses idle time to lay out
+the next steps and to run and draw the toggles' other values, as it would
+while a learner reads. A toggle whose picture is not ready yet waits for
+its tree (a dot layout, 40-100 ms).
 
 Toggles cycle through those enabled at the time (split syncs itself,
 unmap, strict/lazy, speculative fill, deferred gather, SMMU, BBML), so
@@ -31,6 +32,10 @@ BUDGETS = [
     ("browser_toggle_median_ms", "<=", 100, "browser: toggle, median ms"),
     ("browser_toggle_p95_ms", "<=", 250, "browser: toggle, p95 ms"),
 ]
+
+#: A learner's pause after a click (s): after *next* a glance; after a
+#: toggle, reading the compare strip.
+NEXT_PAUSE, TOGGLE_PAUSE = 0.3, 1.0
 
 _TOGGLES = ("split_sync", "strict", "unmap", "speculate", "deferred_gather",
             "personality", "bbml")
@@ -76,7 +81,7 @@ def bench_browser(rounds: int = 20) -> dict:
         from iommu_viz.widgets.toggles import TOGGLES
     except BaseException as e:          # pytest.skip when there is no browser
         return {"browser": f"n/a: {e}"}
-    nexts, toggles, lost = [], [], 0
+    nexts, toggles, lost, log = [], [], 0, []
     with tempfile.TemporaryDirectory() as tmp, \
             voila_server(Path(tmp)) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -102,10 +107,10 @@ def bench_browser(rounds: int = 20) -> dict:
                     SETTLED_JS, "iv-next" if fwd else "iv-prev", "button",
                     s + 1 if fwd else s - 1])
                 nexts.append(ms) if ms is not None else None
-                idle(0.3)
+                idle(NEXT_PAUSE)
             page.locator(".iv-explorer .iv-more-button").click()
             for i in range(rounds):
-                idle(1.0)
+                idle(TOGGLE_PAUSE)
                 for k in range(len(_TOGGLES)):
                     name = _TOGGLES[(i + k) % len(_TOGGLES)]
                     cls = "iv-toggle-" + name.replace("_", "-")
@@ -120,10 +125,13 @@ def bench_browser(rounds: int = 20) -> dict:
                     lost += 1
                 else:
                     toggles.append(ms)
+                log.append((name, ms))
         finally:
             browser.close()
     out = {"browser_next_n": len(nexts), "browser_toggle_n": len(toggles),
-           "browser_toggle_lost": lost}
+           "browser_toggle_lost": lost,
+           "browser_toggle_clicks": [f"{n} {ms:.0f}" for n, ms in log
+                                     if ms is not None]}
     for key, xs in (("next", nexts), ("toggle", toggles)):
         if xs:
             out[f"browser_{key}_median_ms"] = statistics.median(xs)

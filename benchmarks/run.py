@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from iommu_viz import LpaeTable, SZ_4K, SZ_2M  # noqa: E402
+from bench_browser import BUDGETS as BROWSER, bench_browser  # noqa: E402
 
 
 def _median_p95(samples):
@@ -210,14 +211,14 @@ BUDGETS = [
     ("explorer_toggle_median_ms", "<=", 100, "explorer toggle, median ms"),
     ("explorer_toggle_p95_ms", "<=", 250, "explorer toggle, p95 ms"),
     ("workbook_s", "<=", 60, "whole workbook, s"),
-]
+] + BROWSER
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--only", default="", help="comma list: pgtable,replay,"
-                    "views,explorer,workbook")
+                    "views,explorer,workbook,browser")
     args = ap.parse_args(argv)
     n = 100_000 if args.quick else 1_000_000
     rounds = 10 if args.quick else 50
@@ -229,7 +230,8 @@ def main(argv=None):
                      ("replay", lambda: bench_replay(n)),
                      ("views", lambda: bench_views(rounds)),
                      ("explorer", lambda: bench_explorer(rounds)),
-                     ("workbook", bench_workbook)):
+                     ("workbook", bench_workbook),
+                     ("browser", lambda: bench_browser(rounds))):
         if only and name not in only:
             continue
         print(f"... {name}", file=sys.stderr, flush=True)

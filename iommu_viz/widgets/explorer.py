@@ -16,7 +16,7 @@ on one screen (1400 x 1000).
 * the page-table tree focused on what changed, the TLB and the device's
   accesses in words (:mod:`iommu_viz.widgets.outcome`), and a clickable
   list of the run's events;
-* a compact timeline of the run, masked after the step shown.
+* a compact timeline of the whole run (SVG), masked after the step shown.
 
 ``Explorer(..., predict=True)`` asks, before each device access, which
 outcomes the architecture allows, and keeps a score.
@@ -39,6 +39,7 @@ Headless use (tests, scripts)::
 from __future__ import annotations
 
 import asyncio
+import zlib
 import html
 import time
 from importlib import resources
@@ -50,7 +51,7 @@ from .outcome import access_summary, access_words, explain_access
 from .session import ExplorerSession, toggle_value
 from .toggles import (FORMATS, FRONT, MORE, TOGGLE_NAMES, TOGGLES,
                       UNMAP_CHOICES)
-from .views import LightRun, timeline_png, tree_legend_html, tree_view
+from .views import timeline_png, timeline_svg, tree_legend_html, tree_view
 
 __all__ = ["Explorer", "UNMAP_CHOICES", "TOGGLE_NAMES", "FORMATS"]
 
@@ -79,88 +80,6 @@ def _pool():
     return _POOL
 
 
-class _Drawer:
-    """Draws timelines in one worker process, one job at a time, newest
-    wish first, so the kernel stays free to answer clicks. Without a
-    running event loop, or if no process can be started, draws at once."""
-
-    def __init__(self):
-        self._exe = None
-        self._busy = None
-        self._queue: list = []          # [(key, LightRun)], next first
-        self._done: dict = {}           # key -> (png, edges)
-        self._waiters: dict = {}        # key -> [callback]
-        self.broken = False
-
-    def get(self, key):
-        return self._done.get(key)
-
-    def now(self, key, sim):
-        r = self._done.get(key)
-        if r is None:
-            r = self._done[key] = timeline_png(sim)
-        return r
-
-    def want(self, key, sim, callback=None, urgent=False):
-        """Draw ``sim``'s timeline in the background; ``callback(key)`` on
-        the event loop when done."""
-        if key in self._done:
-            if callback:
-                callback(key)
-            return
-        if callback:
-            self._waiters.setdefault(key, []).append(callback)
-        if key == self._busy:
-            return
-        self._queue = [(k, r) for k, r in self._queue if k != key]
-        item = (key, LightRun.of(sim))
-        if urgent:
-            self._queue.insert(0, item)
-        else:
-            self._queue.append(item)
-        self._start()
-
-    def _start(self):
-        if self._busy is not None or not self._queue:
-            return
-        key, run = self._queue.pop(0)
-        loop = asyncio.get_running_loop()
-        try:
-            if self._exe is None:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
-                self._exe = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"))
-            fut = self._exe.submit(timeline_png, run)
-        except Exception:
-            self.broken = True
-            self._finish(key, timeline_png(run))
-            return
-        self._busy = key
-        fut.add_done_callback(lambda f: _call_soon(loop, self._landed,
-                                                   key, f))
-
-    def _landed(self, key, fut):
-        self._busy = None
-        try:
-            result = fut.result()
-        except Exception:
-            self._exe = None            # a dead worker: start another
-            self._queue.insert(0, (key, None))
-            self._queue = [(k, r) for k, r in self._queue if r is not None]
-            result = None
-        if result is not None:
-            self._finish(key, result)
-        self._start()
-
-    def _finish(self, key, result):
-        self._done[key] = result
-        if len(self._done) > 64:
-            self._done.pop(next(iter(self._done)))
-        for cb in self._waiters.pop(key, []):
-            cb(key)
-
-
 class Explorer:
     """Interactive view of one scenario run (ipywidgets 8).
 
@@ -178,13 +97,14 @@ class Explorer:
         self._W = W
         self.session = ExplorerSession(scenario, step=step, predict=predict,
                                        **options)
-        self._drawer = _Drawer()
+        self._timelines: dict = {}      # run key -> (svg, edges)
         self._quiet = False
         self._above = False
         self._avail_key = None
         self._idle_handle = None
         self.last_redraw_ms = 0.0
         self._renders: dict = {}        # (run key, step, above) -> views
+        self._inflight: set = set()     # keys of views being laid out
         self._build()
         self._load_toggles()
         self._show()
@@ -364,7 +284,7 @@ class Explorer:
         main = W.HBox([tree_pane, side, self.events])
         main.add_class("iv-main")
 
-        self.timeline = W.Image(format="png")
+        self.timeline = W.HTML(layout=W.Layout(width="100%"))
         self.timeline.add_class("iv-tl-img")
         self.tl_over = W.HTML()
         self.tl_over.add_class("iv-tl-over")
@@ -387,9 +307,6 @@ class Explorer:
             t["scenario"].value = self.scenario
             for name in TOGGLES:
                 t[name].value = toggle_value(name, o)
-            n = len(self.sim.events)
-            self.slider.max = self.play.max = n - 1
-            self.events.options = self._event_labels()
         finally:
             self._quiet = False
         self._apply_availability(self._cached_availability())
@@ -448,8 +365,8 @@ class Explorer:
         try:
             self.session.set_option(name, value)
         finally:
-            self._load_toggles()
             self._show()
+            self._load_toggles()
 
     def first(self):
         self.step = 0
@@ -477,13 +394,11 @@ class Explorer:
         """Predict mode: answer the open question (see
         :meth:`ExplorerSession.answer`)."""
         verdict = self.session.answer(outcomes)
-        self._load_toggles()
         self._show()
         return verdict
 
     def reveal(self) -> None:
         self.session.reveal()
-        self._load_toggles()
         self._show()
 
     def _on_check(self):
@@ -566,8 +481,9 @@ class Explorer:
         cls = "iv-caption"
         if s.question() is not None:
             cls += " iv-question-cap"
+        tree = self._tree_key(self._views(s.view_step))
         return (f'<div class="{cls}" data-run="{self._run_id()}" '
-                f'data-step="{step}">step {step}/{last}, '
+                f'data-step="{step}" data-tree="{tree}">step {step}/{last}, '
                 f"t = {ev.time_us / 1000:g} ms, {html.escape(ev.actor)}: "
                 f"<b>{html.escape(s.caption_text)}</b></div>{err}")
 
@@ -611,6 +527,10 @@ class Explorer:
             return ("<i>No device access yet.</i>" + tail)
         return "<ul>" + "".join(items[::-1]) + "</ul>" + tail
 
+    @staticmethod
+    def _tree_key(views) -> str:
+        return format(zlib.crc32(views["tree"].encode()), "08x")
+
     def _run_id(self):
         return abs(hash(self._run_key())) % 10**8
 
@@ -623,47 +543,34 @@ class Explorer:
 
     def _show_timeline(self, view_step):
         key = self._run_key()
-        done = self._drawer.get(key)
-        if done is None and self._loop() is not None \
-                and not self._drawer.broken:
-            self.timeline.add_class("iv-drawing")
-            self.tl_over.value = ""
-            self._drawer.want(key, self.sim, self._timeline_landed,
-                              urgent=True)
-            return
-        png, edges = done or self._drawer.now(key, self.sim)
-        if bytes(self.timeline.value) != png:
-            self.timeline.value = png
-        self.timeline.remove_class("iv-drawing")
+        done = self._timelines.get(key)
+        if done is None:
+            done = self._timelines[key] = timeline_svg(self.sim)
+            if len(self._timelines) > 64:
+                self._timelines.pop(next(iter(self._timelines)))
+        svg, edges = done
+        self.timeline.value = svg
         self.tl_over.value = self._timeline_over(edges, view_step)
-
-    def _timeline_landed(self, key):
-        if key == self._run_key():
-            self._show_timeline(self.session.view_step)
 
     def _show(self):
         """Show the current step (pictures cached per run and step)."""
         t0 = time.perf_counter()
         s = self.session
         step, view = s.step, s.view_step
-        self._quiet = True
-        try:
-            # the play button is linked to the slider in the browser, and
-            # the link copies its value over the slider's when it starts
-            self.play.value = step
-            self.slider.value = step
-            self.events.value = step
-        finally:
-            self._quiet = False
+        # the picture first (each value is a message of its own), then the
+        # rest, then the navigation
         self.caption.value = self._caption_html()
-        self.compare.value = self._compare_html()
         r = self._views(view)
+        # the same picture is not sent again: the tree's key (a checksum)
+        # is in the caption, so a reader knows which tree goes with it
+        self.tree.value = (f'<div class="iv-tree-svg" data-key="'
+                           f'{self._tree_key(r)}">{r["tree"]}</div>')
+        self._show_timeline(view)
+        self.tlb.value = r["tlb"]
+        self.compare.value = self._compare_html()
         self.crumb.value = r["crumb"]
         self.above.layout.visibility = ("visible" if r["crumb"] or
                                         self._above else "hidden")
-        self.tree.value = (f'<div class="iv-tree-svg" data-view="'
-                           f'{self._run_id()}:{view}">{r["tree"]}</div>')
-        self.tlb.value = r["tlb"]
         self.outcome.value = self._outcome_html(view)
         q = s.question()
         self.predict_box.layout.display = "flex" if q is not None else "none"
@@ -673,10 +580,31 @@ class Explorer:
                 b.value = False
         self.score_label.value = (f"<b>{html.escape(str(s.score))}</b>"
                                   if s.predict else "")
-        self._show_timeline(view)
+        self._sync_nav(step)
         self.widget.remove_class("iv-ready")
         self.last_redraw_ms = (time.perf_counter() - t0) * 1000
         self._schedule_idle()
+
+    def _sync_nav(self, step):
+        """Slider, play button and event list follow the step (and the
+        run's length), without acting on their own change."""
+        self._quiet = True
+        try:
+            last = len(self.sim.events) - 1
+            if self.slider.max != last:
+                if self.slider.value > last:
+                    self.slider.value = self.play.value = 0
+                self.slider.max = self.play.max = last
+            labels = self._event_labels()
+            if list(self.events.options) != labels:
+                self.events.options = labels
+            # the play button is linked to the slider in the browser, and
+            # the link copies its value over the slider's when it starts
+            self.play.value = step
+            self.slider.value = step
+            self.events.value = step
+        finally:
+            self._quiet = False
 
     # ------------------------------------------------------------ idle work
     @staticmethod
@@ -700,49 +628,60 @@ class Explorer:
         self._idle_handle = loop.call_later(0.03, self._idle, self.sim,
                                             self.step)
 
-    def _idle(self, sim, step):
+    def _idle(self, sim, step, phase=0):
         self._idle_handle = None
-        if sim is not self.sim:
+        if sim is not self.sim or step != self.step:
             return
         loop = self._loop()
         s = self.session
-        # 1. the next and previous steps' pictures (the tree in a thread)
-        for nxt in (step + 1, step + 2, step - 1):
-            key = (self._run_key(), nxt, self._above)
-            if 0 <= nxt < len(sim.events) and key not in self._renders:
-                fut = _pool().submit(self._compute_views, sim, nxt,
-                                     self._above)
-                fut.add_done_callback(
-                    lambda f, k=key: _call_soon(loop, self._store_views, k, f))
-        # 2. one other value of a toggle per idle turn
-        todo = s.pending_alternatives()
-        if todo:
-            try:
-                s.run_for(s.scenario, todo[0])
-            except Exception:
-                pass                    # availability() records it
-            self._idle_handle = loop.call_later(0.005, self._idle, sim, step)
+        if phase == 0:
+            # the next and previous steps' pictures (the tree in a thread)
+            for nxt in (step + 1, step + 2, step - 1):
+                if 0 <= nxt < len(sim.events):
+                    self._prefetch_views(loop, self._run_key(), sim, nxt)
+            phase = 1
+        if phase == 1:
+            # one other value of a toggle per turn: cheap runs
+            todo = s.pending_alternatives()
+            if todo:
+                try:
+                    s.run_for(s.scenario, todo[0])
+                except Exception:
+                    pass                # availability() records it
+                self._idle_handle = loop.call_later(0.005, self._idle, sim,
+                                                    step, 1)
+                return
+            if self._avail_key != self._run_key():
+                self._apply_availability(s.availability())
+            self.widget.add_class("iv-ready")      # for the browser tests
+            # their trees at this event, once the learner pauses here
+            self._idle_handle = loop.call_later(0.4, self._idle, sim, step,
+                                                2)
             return
-        if self._avail_key != self._run_key():
-            self._apply_availability(s.availability())
-        self.widget.add_class("iv-ready")      # for the browser tests
-        # 3. the other values' pictures at the same event, in the background
+        for _, opts, alt in self._alternative_runs():
+            self._prefetch_views(loop, s._key(s.scenario, opts), alt,
+                                 match_step(sim, step, alt))
+
+    def _alternative_runs(self):
+        """``(toggle, options, run)`` of every other toggle value already
+        run, the front toggles first."""
+        s = self.session
         for name in TOGGLES:
             for _, opts in s.alternatives(name):
-                if not s.has_run(s.scenario, opts):
-                    continue
-                alt, key = s.run_for(s.scenario, opts), s._key(s.scenario, opts)
-                at = match_step(sim, step, alt)
-                vkey = (key, at, self._above)
-                if vkey not in self._renders:
-                    fut = _pool().submit(self._compute_views, alt, at,
-                                         self._above)
-                    fut.add_done_callback(
-                        lambda f, k=vkey: _call_soon(loop, self._store_views,
-                                                     k, f))
-                self._drawer.want(key, alt)
+                if s.has_run(s.scenario, opts):
+                    yield name, opts, s.run_for(s.scenario, opts)
+
+    def _prefetch_views(self, loop, run_key, sim, step):
+        key = (run_key, step, self._above)
+        if key in self._renders or key in self._inflight:
+            return
+        self._inflight.add(key)
+        fut = _pool().submit(self._compute_views, sim, step, self._above)
+        fut.add_done_callback(
+            lambda f: _call_soon(loop, self._store_views, key, f))
 
     def _store_views(self, key, fut):
+        self._inflight.discard(key)
         try:
             self._renders[key] = fut.result()
         except Exception:
@@ -772,8 +711,15 @@ class Explorer:
         return self.compare.value
 
     @property
+    def timeline_svg(self) -> str:
+        """The compact timeline of the whole run (SVG; the steps after the
+        one shown are masked in the browser)."""
+        return self.timeline.value
+
+    @property
     def timeline_png(self) -> bytes:
-        return bytes(self.timeline.value)
+        """The run's timeline as the notebooks draw it (matplotlib PNG)."""
+        return timeline_png(self.sim)
 
     def outcomes(self) -> list[str]:
         """The outcome panel as plain-text paragraphs, one per access."""

@@ -8,10 +8,12 @@ position of each step on it.
   a table allocated, freed or with an entry written since the step
   before; a detached table (allocated, not yet linked, e.g. inside
   arm_lpae_split_blk_unmap) counts for the table whose slot will link it.
-* **Compact timeline.** :func:`iommu_viz.render.timeline.timeline_figure`
-  of the whole run, without its legend margin and with lanes closer
-  together; the Explorer masks the steps after the one shown, so one
-  picture per run serves every step.
+* **Compact timeline.** The swim-lanes of
+  :func:`iommu_viz.render.timeline.timeline_figure` (its lanes, marker
+  styles, windows and colours, read from that module) for the whole run,
+  drawn as SVG: a new run costs milliseconds where a matplotlib redraw
+  costs 100-300 ms. The Explorer masks the steps after the one shown, so
+  one picture per run serves every step.
 
 Pictures are cached: trees by their DOT source (consecutive steps and
 neighbouring runs often draw the same tree), timelines per run.
@@ -28,7 +30,8 @@ from collections import OrderedDict
 
 from ..render.common import MARKS
 
-__all__ = ["focus_path", "tree_view", "timeline_png", "tree_legend_html"]
+__all__ = ["focus_path", "tree_view", "timeline_svg", "timeline_png",
+           "tree_legend_html"]
 
 _TREE_CACHE: OrderedDict = OrderedDict()
 _TREE_CACHE_MAX = 400
@@ -231,52 +234,127 @@ def tree_view(sim, step: int, above: bool = False, title: str = ""):
 
 # ---------------------------------------------------------------- timeline
 
-#: Compact geometry: inches per lane, bottom and top margins, width.
-_LANE_IN, _BOTTOM_IN, _TOP_IN, _LEFT_IN, _RIGHT_IN = 0.36, 0.5, 0.28, 1.5, 0.15
-TIMELINE_WIDTH_IN = 14.4
-TIMELINE_DPI = 90
+#: Geometry of the compact timeline, in SVG user units (about pixels).
+_W, _LEFT, _RIGHT, _LANE, _TOP, _BOTTOM = 1300, 150, 12, 30, 18, 34
+
+_MARK_PATHS = {          # matplotlib marker -> SVG path around (0, 0), r=1
+    "o": None, ".": None,
+    "s": "M-1,-1H1V1H-1Z",
+    "D": "M0,-1.3L1.3,0L0,1.3L-1.3,0Z", "d": "M0,-1.3L0.9,0L0,1.3L-0.9,0Z",
+    "^": "M0,-1.2L1.1,0.9H-1.1Z", "v": "M0,1.2L1.1,-0.9H-1.1Z",
+    ">": "M1.2,0L-0.9,1.1V-1.1Z",
+    "X": "M-1,-0.6L-0.6,-1L0,-0.4L0.6,-1L1,-0.6L0.4,0L1,0.6L0.6,1L0,0.4"
+         "L-0.6,1L-1,0.6L-0.4,0Z",
+    "|": "M0,-1.3V1.3",
+}
 
 
-@dataclasses.dataclass
-class LightRun:
-    """What the timeline reads of a run (events, the hazards of each state
-    and the config), small enough to hand to a worker process."""
-
-    events: list
-    states: list
-    config: dict
-
-    @classmethod
-    def of(cls, sim):
-        return cls(list(sim.events),
-                   [_LightState(s.hazards, bool(s.flush_queue))
-                    for s in sim.states],
-                   dict(sim.config))
-
-
-@dataclasses.dataclass
-class _LightState:
-    hazards: tuple
-    flush_queue: bool
+def _marker(kind, x, y, r, colour, edge=None):
+    path = _MARK_PATHS.get(kind)
+    stroke = (f' stroke="{edge}" stroke-width="1" '
+              'vector-effect="non-scaling-stroke"' if edge else "")
+    if path is None:
+        rr = r * (0.4 if kind == "." else 1)
+        return (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{rr:.1f}" '
+                f'fill="{colour}"{stroke}/>')
+    if kind == "|":
+        return (f'<path d="{path}" transform="translate({x:.1f},{y:.1f}) '
+                f'scale({r:.1f})" stroke="{colour}" stroke-width="1.8" '
+                'vector-effect="non-scaling-stroke" fill="none"/>')
+    return (f'<path d="{path}" transform="translate({x:.1f},{y:.1f}) '
+            f'scale({r:.1f})" fill="{colour}"{stroke}/>')
 
 
-def timeline_png(run) -> tuple[bytes, list]:
-    """``(png, edges)``: the whole run's compact timeline, and for each
-    step the horizontal position (a fraction of the picture's width) of
-    the boundary after it, where the Explorer's mask starts."""
-    from ..render.timeline import lanes_of, timeline_figure
-    lanes = len(lanes_of(run))
-    fig = timeline_figure(run, legend=False, width=TIMELINE_WIDTH_IN)
-    h = _BOTTOM_IN + _TOP_IN + lanes * _LANE_IN + 0.25
-    fig.set_size_inches(TIMELINE_WIDTH_IN, h)
-    fig.subplots_adjust(left=_LEFT_IN / TIMELINE_WIDTH_IN,
-                        right=1 - _RIGHT_IN / TIMELINE_WIDTH_IN,
-                        bottom=_BOTTOM_IN / h, top=1 - _TOP_IN / h)
+def timeline_svg(run) -> tuple[str, list]:
+    """``(svg, edges)``: the whole run as a compact swim-lane timeline (the
+    lanes, markers, windows and colours of
+    :func:`iommu_viz.render.timeline.timeline_figure`, drawn as SVG so a
+    new run costs milliseconds, not a matplotlib redraw), and for each
+    step the position (a fraction of the width) of the boundary after it,
+    where the Explorer's mask starts."""
+    from ..render import timeline as T
+    events = list(run.events)
+    lanes = T.lanes_of(run)
+    n = max(1, len(events))
+    h = _TOP + _LANE * len(lanes) + _BOTTOM
+    dx = (_W - _LEFT - _RIGHT) / n
+    x = lambda step: _LEFT + (step + 0.5) * dx             # noqa: E731
+    y = {a: _TOP + _LANE * (i + 0.5) for i, a in enumerate(lanes)}
+    out = [f'<svg class="iv-tl-svg" viewBox="0 0 {_W} {h}" width="100%" '
+           'preserveAspectRatio="xMinYMin meet" font-family="sans-serif" '
+           'font-size="10" xmlns="http://www.w3.org/2000/svg"><defs>']
+    for kind, (colour, hatch) in T.WINDOW_STYLE.items():
+        angle = 45 if hatch[0] == "/" else -45
+        out.append(f'<pattern id="iv-h-{kind}" width="6" height="6" '
+                   f'patternUnits="userSpaceOnUse" patternTransform='
+                   f'"rotate({angle})"><line x1="0" y1="0" x2="0" y2="6" '
+                   f'stroke="{colour}" stroke-width="1"/></pattern>')
+    out.append("</defs>")
+    for a in lanes:
+        out.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y[a]:.1f}" '
+                   f'y2="{y[a]:.1f}" stroke="#ddd"/><text x="{_LEFT - 6}" '
+                   f'y="{y[a] + 3:.1f}" text-anchor="end">'
+                   f"{html.escape(T.LANE_LABELS[a])}</text>")
+    for kind, first, last, _ in T.hazard_windows(run):
+        colour = T.WINDOW_STYLE[kind][0]
+        x0, x1 = x(first) - dx / 2, x(last) + dx / 2
+        out.append(f'<g class="iv-window-{kind}"><rect x="{x0:.1f}" '
+                   f'y="{_TOP}" width="{x1 - x0:.1f}" height='
+                   f'"{_LANE * len(lanes)}" fill="{colour}" '
+                   f'fill-opacity="0.15"/><rect x="{x0:.1f}" y="{_TOP}" '
+                   f'width="{x1 - x0:.1f}" height="{_LANE * len(lanes)}" '
+                   f'fill="url(#iv-h-{kind})" fill-opacity="0.5" stroke='
+                   f'"{colour}"/><text x="{(x0 + x1) / 2:.1f}" y="'
+                   f'{_TOP + 9 + (0 if kind == "stale" else 10)}" '
+                   f'text-anchor="middle" fill="{colour}" font-size="9">'
+                   f"{kind} {first}..{last}</text></g>")
+    shown, notes = None, 0
+    for ev in events:
+        if ev.step and ev.time_us != events[ev.step - 1].time_us:
+            xj = x(ev.step) - dx / 2
+            out.append(f'<line x1="{xj:.1f}" x2="{xj:.1f}" y1="{_TOP}" '
+                       f'y2="{h - _BOTTOM}" stroke="#777" '
+                       'stroke-dasharray="2,2"/>')
+        tick = n <= 40 or ev.step % max(1, n // 30) == 0
+        if tick:
+            ms = (f"{ev.time_us / 1000:g}ms" if ev.time_us != shown else "")
+            shown = ev.time_us
+            out.append(f'<text x="{x(ev.step):.1f}" y="{h - _BOTTOM + 12}" '
+                       f'text-anchor="middle" font-size="9">{ev.step}'
+                       f'</text><text x="{x(ev.step):.1f}" y="'
+                       f'{h - _BOTTOM + 23}" text-anchor="middle" '
+                       f'font-size="8" fill="#444">{ms}</text>')
+        if ev.actor not in y:
+            continue
+        oc = ev.detail.get("outcome") if ev.kind == "access" else None
+        if oc in T.OUTCOME_STYLE:
+            _, mk, colour = T.OUTCOME_STYLE[oc]
+            out.append(_marker(mk, x(ev.step), y[ev.actor], 6.5, colour,
+                               edge="black"))
+            allowed = ev.detail.get("allowed") or ()
+            if len(allowed) > 1:
+                # staggered below and above, so neighbours do not overlap
+                dy = 16 if notes % 2 == 0 else -10
+                notes += 1
+                out.append(f'<text x="{x(ev.step):.1f}" y="'
+                           f'{y[ev.actor] + dy:.1f}" text-anchor="middle" '
+                           'font-size="8">' + "/".join(sorted(allowed))
+                           + "</text>")
+        else:
+            _, mk, colour = T.CATEGORY_STYLE[T._category(ev)]
+            out.append(_marker(mk, x(ev.step), y[ev.actor], 4.5, colour))
+    out.append(f'<text x="{_LEFT}" y="{h - 1}" font-size="9" fill="#444">'
+               "step (logical time below it where it changes; under an "
+               "access: the outcomes allowed)</text></svg>")
+    edges = [(x(s) + dx / 2) / _W for s in range(len(events))]
+    return "".join(out), edges
+
+
+def timeline_png(run) -> bytes:
+    """The whole run's timeline as the notebooks draw it (matplotlib,
+    :func:`iommu_viz.render.timeline.timeline_figure`), as PNG."""
+    from ..render.timeline import timeline_figure
+    fig = timeline_figure(run, legend=False)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=TIMELINE_DPI, facecolor="white")
-    ax = fig.axes[0]
-    pos = ax.get_position()
-    x0, x1 = ax.get_xlim()
-    edges = [pos.x0 + (s + 0.5 - x0) / (x1 - x0) * pos.width
-             for s in range(len(run.events))]
-    return buf.getvalue(), edges
+    fig.savefig(buf, format="png", dpi=90, facecolor="white")
+    return buf.getvalue()

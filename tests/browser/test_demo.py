@@ -38,7 +38,8 @@ SETTLED_JS = r"""([notRun, step, busyOk]) => {
   const run = cap.dataset.run, at = cap.dataset.step;
   if (notRun !== null && run === notRun) return false;
   if (step !== null && at !== String(step)) return false;
-  return tree.dataset.view.split(':')[0] === run && tl.dataset.run === run
+  return tree.dataset.key === cap.dataset.tree && tl.dataset.run === run
+    && (tl.dataset.step === at || cap.classList.contains('iv-question-cap'))
     && (busyOk || !!document.querySelector('.iv-explorer.iv-ready'));
 }"""
 

@@ -215,11 +215,12 @@ def test_redraw_is_cached_and_fast(fast_nosync):
         ex.step = s
         assert ex.last_redraw_ms < 1000          # generous on slow CI
     ex.step = 3
-    png = ex.timeline_png
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ex.timeline_png[:8] == b"\x89PNG\r\n\x1a\n"   # for exports
+    svg = ex.timeline_svg
+    assert svg.startswith("<svg")
     tree = ex.tree_html
     ex.step = 16
-    assert ex.timeline_png == png         # one picture per run, masked
+    assert ex.timeline_svg == svg         # one picture per run, masked
     assert 'data-step="16"' in ex.tl_over.value
     ex.step = 3
     assert ex.tree_html == tree
@@ -438,3 +439,26 @@ def test_css_is_a_package_file():
     assert ".iv-explorer" in css.read_text()
     ex = Explorer("seed")
     assert css.read_text() in ex.widget.children[0].value
+
+
+def test_compact_timeline_draws_what_the_figure_draws():
+    """The Explorer's SVG timeline has the figure's lanes, one marker per
+    event, the hazard windows with their colours and steps, and the
+    allowed outcomes under an access; the mask edge of each step lies
+    between that step's marker and the next one's."""
+    import re
+    from iommu_viz.render.timeline import (LANE_LABELS, WINDOW_STYLE,
+                                           hazard_windows, lanes_of)
+    from iommu_viz.widgets.views import timeline_svg
+    sim = scenarios.run("seed-conflict", strict=False)
+    svg, edges = timeline_svg(sim)
+    for lane in lanes_of(sim):
+        assert LANE_LABELS[lane] in svg
+    markers = len(re.findall(r"<(circle|path) ", svg))
+    assert markers == len(sim.events)
+    for kind, first, last, _ in hazard_windows(sim):
+        assert f"{kind} {first}..{last}" in svg
+        assert WINDOW_STYLE[kind][0] in svg
+    assert "fault/stale" in svg
+    assert len(edges) == len(sim.events)
+    assert all(a < b for a, b in zip(edges, edges[1:])) and edges[-1] < 1
