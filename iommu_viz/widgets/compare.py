@@ -48,15 +48,19 @@ def access_label(access) -> str:
     return f"{'write' if access.write else 'read'} 0x{access.iova:x}"
 
 
-def access_keys(sim) -> list[tuple[str, int]]:
-    """``(label, rank)`` of each access of ``sim`` (rank counts from 1)."""
+def _ranked(labels) -> list[tuple[str, int]]:
+    """``(label, rank)`` of each label: its count so far, from 1."""
     seen: Counter = Counter()
     out = []
-    for a in sim.accesses:
-        lab = access_label(a)
+    for lab in labels:
         seen[lab] += 1
         out.append((lab, seen[lab]))
     return out
+
+
+def access_keys(sim) -> list[tuple[str, int]]:
+    """``(label, rank)`` of each access of ``sim`` (rank counts from 1)."""
+    return _ranked(access_label(a) for a in sim.accesses)
 
 
 def _op_label(op: dict) -> str:
@@ -73,13 +77,7 @@ def _op_label(op: dict) -> str:
 
 
 def _op_keys(sim):
-    seen: Counter = Counter()
-    out = []
-    for op in sim.ops:
-        lab = _op_label(op)
-        seen[lab] += 1
-        out.append((lab, seen[lab]))
-    return out
+    return _ranked(_op_label(op) for op in sim.ops)
 
 
 def _events_of_op(sim, op: int):

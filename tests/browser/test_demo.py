@@ -7,7 +7,8 @@ cannot is disabled and its tooltip says why.
 
 Uses the system Chromium (/usr/bin/chromium, which `make test` installs);
 never downloads a browser. benchmarks/bench_browser.py reuses
-:func:`voila_server`, :func:`open_demo` and :data:`SETTLED_JS`.
+:func:`voila_server`, :func:`open_demo` and :data:`SETTLED_JS`;
+test_lab.py reuses :func:`free_port` and :func:`stop_server`.
 """
 
 import contextlib
@@ -79,12 +80,18 @@ def voila_server(tmp: Path):
             time.sleep(0.3)
         yield url
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_server(proc, log)
+
+
+def stop_server(proc, log):
+    """End a server started in its own session, and everything it
+    started (kernels), then close its log."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
 
 
 def open_demo(browser, url):

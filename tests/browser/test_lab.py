@@ -12,8 +12,6 @@ and private runtime/config/settings directories.
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,11 +31,7 @@ if not Path(CHROMIUM).exists():
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_demo import free_port, stop_server  # noqa: E402
 
 
 @pytest.fixture
@@ -94,12 +88,7 @@ def lab(tmp_path):
             time.sleep(0.3)
         yield base, token
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_server(proc, log)
 
 
 def text_of(page, selector) -> str:

@@ -439,6 +439,12 @@ def test_css_is_a_package_file():
     assert ".iv-explorer" in css.read_text()
     ex = Explorer("seed")
     assert css.read_text() in ex.widget.children[0].value
+    import tomllib
+    from pathlib import Path
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2]
+                               / "pyproject.toml").read_text())
+    data = pyproject["tool"]["setuptools"]["package-data"]
+    assert "*.css" in data["iommu_viz.widgets"]        # shipped in a wheel
 
 
 def test_compact_timeline_draws_what_the_figure_draws():
