@@ -478,13 +478,14 @@ class Explorer:
         ev = self.sim.events[step]
         err = (f'<div class="iv-error">{html.escape(s.error)}</div>'
                if s.error else "")
-        cls = "iv-caption"
+        cls, actor = "iv-caption", ev.actor
         if s.question() is not None:
             cls += " iv-question-cap"
+            actor = "device"        # not the fill's actor: that would tell
         tree = self._tree_key(self._views(s.view_step))
         return (f'<div class="{cls}" data-run="{self._run_id()}" '
                 f'data-step="{step}" data-tree="{tree}">step {step}/{last}, '
-                f"t = {ev.time_us / 1000:g} ms, {html.escape(ev.actor)}: "
+                f"t = {ev.time_us / 1000:g} ms, {html.escape(actor)}: "
                 f"<b>{html.escape(s.caption_text)}</b></div>{err}")
 
     def _compare_html(self):
@@ -536,8 +537,9 @@ class Explorer:
 
     def _timeline_over(self, edges, step):
         x = edges[step] * 100
+        mask = "iv-mask iv-opaque" if self.predict else "iv-mask"
         return (f'<div data-run="{self._run_id()}" data-step="{step}" '
-                f'class="iv-tl-mark"><div class="iv-mask" style="left:'
+                f'class="iv-tl-mark"><div class="{mask}" style="left:'
                 f'{x:.2f}%"></div><div class="iv-cursor" style="left:'
                 f'{x:.2f}%"></div></div>')
 

@@ -418,6 +418,8 @@ def test_predict_mode_in_the_widget():
     assert ex.step == 7
     assert ex.predict_box.layout.display == "flex"
     assert "translated" not in ex.outcome_html
+    assert "device: <b>the device is about to read" in ex.caption.value
+    assert "iv-opaque" in ex.tl_over.value       # nothing shows through
     assert "predict it first" in ex.events.options[8][0]
     ex.b_check.click()                            # nothing picked
     assert "Pick at least one" in ex.q_text.value
