@@ -180,8 +180,9 @@ class ExplorerSession:
         old, old_step = self.sim, self.step
         same_scenario = scenario == self.scenario
         self.scenario, self.options, self.sim = scenario, dict(options), sim
-        if same_scenario and old is not sim:
-            new_step = match_step(old, old_step, sim)
+        if same_scenario:
+            new_step = (old_step if old is sim
+                        else match_step(old, old_step, sim))
             self.comparison = compare_runs(old, sim)
         else:
             new_step = 0 if step is None else step

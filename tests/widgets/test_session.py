@@ -81,6 +81,10 @@ def test_compare_strip_says_when_nothing_changed():
     s = ExplorerSession("seed")
     s.set_option("bbml", 2)
     assert s.comparison.same and s.changed == "BBML: 0 -> 2"
+    s.set_option("split_sync", True)
+    assert not s.comparison.same
+    s.set_option("split_sync", True)              # the same run again
+    assert s.comparison.same
 
 
 def test_scenario_switch_and_back_keeps_options_and_event():
