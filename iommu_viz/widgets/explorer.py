@@ -562,6 +562,7 @@ class Explorer:
         # the picture first (each value is a message of its own), then the
         # rest, then the navigation
         self.caption.value = self._caption_html()
+        self.compare.value = self._compare_html()
         r = self._views(view)
         # the same picture is not sent again: the tree's key (a checksum)
         # is in the caption, so a reader knows which tree goes with it
@@ -569,7 +570,6 @@ class Explorer:
                            f'{self._tree_key(r)}">{r["tree"]}</div>')
         self._show_timeline(view)
         self.tlb.value = r["tlb"]
-        self.compare.value = self._compare_html()
         self.crumb.value = r["crumb"]
         self.above.layout.visibility = ("visible" if r["crumb"] or
                                         self._above else "hidden")

@@ -198,6 +198,9 @@ def test_next_previous_and_every_toggle(page):
             box.locator("button:not(.mod-active)").first.click()
         page.wait_for_function(SETTLED_JS, arg=[before[0], None],
                                timeout=60_000)
+        page.wait_for_function(
+            "label => document.querySelector('.iv-explorer .iv-compare')"
+            ".innerText.startsWith(label)", arg=t.label, timeout=60_000)
         after = state(page)
         assert after[3].startswith(t.label), (name, after[3])
         assert "changed:" in after[3]
