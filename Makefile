@@ -1,5 +1,6 @@
 # iommu-viz: the set-up contract (see README.md).
 #   make lab     JupyterLab on 127.0.0.1:$(PORT) in notebooks/
+#   make demo    the Explorer alone as a Voila app on 127.0.0.1:$(PORT)
 #   make test    the whole test suite (also installs Debian chromium for the browser test)
 #   make bench   the benchmarks
 #   make conformance  the model against the kernel's own io-pgtable code
@@ -16,7 +17,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 CONFORMANCE_ARGS ?=
 
-.PHONY: setup setup-browser lab test bench conformance clean
+.PHONY: setup setup-browser lab demo test bench conformance clean
 
 setup:
 	bash scripts/setup.sh base
@@ -27,6 +28,11 @@ setup-browser:
 lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) \
 		--ServerApp.root_dir=notebooks $(ALLOW_ROOT)
+
+# Voila shows the notebook's outputs only: the Explorer, no code
+demo: setup
+	$(VENV)/bin/voila demo/explorer.ipynb --no-browser --port=$(PORT) \
+		--Voila.ip=127.0.0.1
 
 test: setup-browser
 	$(PY) -m pytest $(PYTEST_ARGS)

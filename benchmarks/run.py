@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from iommu_viz import LpaeTable, SZ_4K, SZ_2M  # noqa: E402
 from bench_scenarios import bench_scenarios  # noqa: E402
 from benchmarks import bench_conformance  # noqa: E402
+from bench_browser import BUDGETS as BROWSER, bench_browser  # noqa: E402
 
 
 def _median_p95(samples):
@@ -225,14 +226,14 @@ BUDGETS = [
     ("workbook_s", "<=", 60, "whole workbook, s"),
     ("scenario_matrix_16_ms", "<=", 1000, "seed matrix, 16 configs, ms"),
     ("conformance_seq_per_s", ">=", 35, "conformance, sequences/s, 1 core"),
-]
+] + BROWSER
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     ap.add_argument("--only", default="", help="comma list: pgtable,replay,"
-                    "replay_scale,views,explorer,workbook,scenarios")
+                    "replay_scale,views,explorer,workbook,scenarios,conformance,browser")
     args = ap.parse_args(argv)
     n = 100_000 if args.quick else 1_000_000
     rounds = 10 if args.quick else 50
@@ -247,7 +248,8 @@ def main(argv=None):
                      ("explorer", lambda: bench_explorer(rounds)),
                      ("workbook", bench_workbook),
                      ("scenarios", lambda: bench_scenarios(rounds)),
-                     ("conformance", bench_conformance.bench)):
+                     ("conformance", bench_conformance.bench),
+                     ("browser", lambda: bench_browser(rounds))):
         if only and name not in only:
             continue
         print(f"... {name}", file=sys.stderr, flush=True)

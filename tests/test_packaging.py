@@ -132,8 +132,10 @@ def test_minimal_yaml_reader_agrees_with_pyyaml_when_available():
         assert parse_env_yaml(path.read_text()) == yaml.safe_load(path.read_text()), path
 
 
-def test_pyproject_runtime_dependencies_are_the_expected_four():
-    assert set(pyproject_runtime()) == {"jupyterlab", "ipywidgets", "matplotlib", "graphviz"}
+def test_pyproject_runtime_dependencies_are_the_expected_five():
+    # voila serves the Explorer demo (make demo, the README's Binder link)
+    assert set(pyproject_runtime()) == {"jupyterlab", "ipywidgets", "matplotlib", "graphviz",
+                                        "voila"}
 
 
 @pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,39 +1,29 @@
-"""The Explorer: step through a recorded scenario run and flip its options.
+"""The Explorer: step through a recorded scenario run and flip its options,
+on one screen (1400 x 1000).
 
 ``Explorer("seed", fast=True, sync_after=False)`` runs the named scenario
-(:mod:`iommu_viz.scenarios`) and shows, for one step at a time, the
-page-table tree, the TLB, the timeline up to that step, a one-line caption
-naming the kernel function or hardware rule that acted
-(:meth:`Simulation.caption`) and the outcome of the device's accesses in
-words (:mod:`iommu_viz.widgets.outcome`).
+(:mod:`iommu_viz.scenarios`) and lays out its
+:class:`~iommu_viz.widgets.session.ExplorerSession`:
+
+* a bar with the scenario and the card's three toggles (the split's own
+  sync, how the caller unmaps, strict or lazy) and "More" for the rest
+  (:data:`~iommu_viz.widgets.toggles.TOGGLES` holds every toggle's label,
+  tooltip and the rules that disable it where it cannot matter);
+* first / prev / next / last, play and a step slider;
+* the caption (the kernel function or hardware rule that acted,
+  :meth:`Simulation.caption`) and a strip saying what the last toggle
+  changed (outcomes, windows, steps added or removed);
+* the page-table tree focused on what changed, the TLB and the device's
+  accesses in words (:mod:`iommu_viz.widgets.outcome`), and a clickable
+  list of the run's events;
+* a compact timeline of the whole run (SVG), masked after the step shown.
+
+``Explorer(..., predict=True)`` asks, before each device access, which
+outcomes the architecture allows, and keeps a score.
 
 Every picture is read from the recorded run; stepping back shows the state
-recorded at an earlier step, nothing is undone. Changing a toggle re-runs
-the scenario with the new options and keeps the current step where it still
-exists (otherwise the last step).
-
-The toggles and the option they set (the model's meaning is in
-:class:`~iommu_viz.sim.Simulation` and :mod:`iommu_viz.scenarios`):
-
-``scenario``         which scenario (its own defaults are loaded)
-``fmt``              page-table format: LPAE (io-pgtable-arm.c, 64-bit
-                     descriptors, 2 MiB blocks) or v7s
-                     (io-pgtable-arm-v7s.c, 32-bit descriptors, 1 MiB
-                     sections, 64 KiB large pages as CONT groups of 16)
-``kernel``           era: v4.20, v5.4, v6.12, v6.13
-``strict``           strict (invalidate on unmap) or lazy (flush queue)
-``unmap``            ``iommu_unmap``; ``iommu_unmap_fast`` then
-                     ``iommu_iotlb_sync``; ``iommu_unmap_fast`` with no sync
-``split_sync``       the split invalidates and syncs on its own, as
-                     arm_lpae_split_blk_unmap and arm_v7s_split_blk_unmap
-                     did in v4.20 (ticked = on;
-                     unticked = off; the era's default is not forced)
-``deferred_gather``  pages added to the gather wait for the caller's sync
-``bbml``             SMMU_IDR3.BBML level 0, 1, 2
-``personality``      typical, adversarial, coherent (QEMU-like)
-``speculate``        the SMMU speculatively caches the neighbouring page
-``ttl_hints``        the SMMU honours the driver's TTL hint (v5.7+ drivers)
-``split_nt``         the split follows the BBML1 nT sequence (an experiment)
+recorded at an earlier step, nothing is undone. A toggle re-runs the
+scenario and stays on the same event (the same access or API call).
 
 Headless use (tests, scripts)::
 
@@ -42,123 +32,52 @@ Headless use (tests, scripts)::
     >>> ex.caption_text.startswith("SMMU translation")
     True
     >>> ex.set_option("split_sync", True)
-    >>> ex.sim.accesses[1].outcome
-    'fault'
+    >>> ex.sim.accesses[1].outcome, ex.step
+    ('fault', 19)
 """
 
 from __future__ import annotations
 
 import asyncio
+import zlib
 import html
-import io
 import time
+from importlib import resources
 
 from .. import scenarios
-from ..pgtable.common import KERNELS, era_at_least
-from ..sim import PERSONALITIES
+from ..sim.trace import OUTCOMES
+from .compare import match_step
 from .outcome import access_summary, access_words, explain_access
+from .session import ExplorerSession, toggle_value
+from .toggles import (FORMATS, FRONT, MORE, TOGGLE_NAMES, TOGGLES,
+                      UNMAP_CHOICES)
+from .views import timeline_png, timeline_svg, tree_legend_html, tree_view
 
 __all__ = ["Explorer", "UNMAP_CHOICES", "TOGGLE_NAMES", "FORMATS"]
-
-#: The ``unmap`` dropdown: label -> (fast, sync_after).
-UNMAP_CHOICES = {
-    "iommu_unmap": (False, True),
-    "iommu_unmap_fast + iotlb_sync": (True, True),
-    "iommu_unmap_fast, no sync": (True, False),
-}
-
-TOGGLE_NAMES = ("scenario", "fmt", "kernel", "strict", "unmap", "split_sync",
-                "deferred_gather", "bbml", "personality", "speculate",
-                "ttl_hints", "split_nt")
-
-_SIM_KEYS = ("fmt", "kernel", "strict", "bbml", "personality", "ttl_hints",
-             "walk_cache", "tlb_entries", "split_sync", "deferred_gather",
-             "split_nt")
-
-#: The ``fmt`` toggle: label -> scenario option value.
-FORMATS = {"LPAE": "lpae", "v7s": "v7s"}
 
 #: How the timeline hatches its shaded windows (matplotlib hatch marks,
 #: as drawn by render.timeline; tests/widgets checks they agree). The
 #: colours are the matching access outcomes' (OUTCOME_STYLE).
 _WINDOW_HATCH = {"stale": "//", "conflict": "\\\\"}
 
-_CSS = """
-<style>
-.iv-explorer .iv-caption { font-family: monospace; font-size: 13px;
-  padding: 4px 6px; border-left: 4px solid #0072B2; background: #f4f8fb; }
-.iv-explorer .iv-pane { overflow: auto; border: 1px solid #ccc;
-  padding: 2px; background: white; }
-.iv-explorer .iv-outcome li { margin-bottom: 4px; }
-.iv-explorer .iv-later { color: #888; }
-.iv-explorer .iv-now { background: #fff3c4; }
-.iv-explorer .iv-error { color: #a00; font-weight: bold; }
-.iv-explorer .iv-tree-svg svg { max-width: 100%; height: auto; }
-.iv-explorer .iv-tlb table { font-size: 11px; border-collapse: collapse; }
-.iv-explorer .iv-tlb td, .iv-explorer .iv-tlb th {
-  padding: 1px 4px !important; line-height: 1.3; vertical-align: top; }
-.iv-explorer .iv-tlb td span[style*="monospace"] { white-space: nowrap; }
-.iv-explorer .iv-tlb caption { white-space: nowrap; }
-.iv-explorer .iv-tlb p { margin: 2px 0; }
-.iv-explorer .iv-tlb h4, .iv-explorer .iv-tlb caption { font-size: 12px;
-  margin: 4px 0 2px 0; }
-.iv-explorer .iv-outcome { font-size: 12px; line-height: 1.35; }
-</style>
-"""
-
-
 _POOL = None
 
 
+def _css() -> str:
+    """The stylesheet shipped as package data (explorer.css)."""
+    text = resources.files(__package__).joinpath("explorer.css").read_text(
+        encoding="utf-8")
+    return f"<style>{text}</style>"
+
+
 def _pool():
-    """One worker thread for the tree layout (a ``dot`` subprocess)."""
+    """One worker thread for tree layouts (a ``dot`` subprocess each)."""
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(max_workers=1,
                                    thread_name_prefix="iommu-viz-tree")
     return _POOL
-
-
-def _era_split_sync(kernel: str) -> bool:
-    """Whether the era's split syncs on its own: only v4.20 (b6b65ca20bc9
-    for arm_lpae_split_blk_unmap; arm_v7s_split_blk_unmap likewise); the
-    v5.4 series moved the page to the gather in both formats."""
-    return kernel == "v4.20"
-
-
-def _era_splits(kernel: str) -> bool:
-    """Partial unmap of a block splits it until v6.12; v6.13 refuses it
-    (LPAE 33729a5fc0ca, v7s fd50651636fb)."""
-    return not era_at_least(kernel, (6, 13))
-
-
-def _tree_title(snap) -> str:
-    """A line naming the table's format under the tree, e.g. "v7s (short
-    descriptor, 32-bit), 4K granule, levels 1..2"."""
-    kind = {"lpae": "LPAE (long descriptor, 64-bit)",
-            "v7s": "v7s (short descriptor, 32-bit)"}.get(snap.fmt, snap.fmt)
-    return (f"{kind}, {snap.granule >> 10}K granule, levels "
-            f"{snap.levels[0]}..{snap.levels[-1]}")
-
-
-def _effective_options(name: str, given: dict, sim) -> dict:
-    """The full option set a run used: what was given, else what the
-    scenario's own defaults made the run do (read back from the run's
-    ``config`` and recorded ``ops``)."""
-    opts = dict(scenarios.DEFAULTS)
-    for k in _SIM_KEYS:
-        if k in sim.config:
-            opts[k] = sim.config[k]
-    kinds = {op["op"] for op in sim.ops}
-    opts["fast"] = given.get("fast", "unmap_fast" in kinds)
-    if opts["fast"]:
-        opts["sync_after"] = given.get("sync_after", "iotlb_sync" in kinds)
-    else:
-        opts["sync_after"] = given.get("sync_after", True)
-    opts["speculate"] = given.get("speculate", "speculate" in kinds)
-    opts.update(given)
-    return opts
 
 
 class Explorer:
@@ -168,324 +87,286 @@ class Explorer:
     ``options`` are its keyword options; ``step`` the step to show first:
     an int, or a string naming the first event whose kernel function
     (``Event.func``) or kind contains it (e.g.
-    ``"arm_lpae_split_blk_unmap"``); default 0.
+    ``"arm_lpae_split_blk_unmap"``); default 0. ``predict=True`` hides
+    outcomes until the learner has predicted them.
     """
 
-    def __init__(self, scenario: str = "seed", step=None, **options):
+    def __init__(self, scenario: str = "seed", step=None, predict=False,
+                 **options):
         import ipywidgets as W
         self._W = W
-        scenarios.get(scenario)              # clear error for a bad name
-        unknown = set(options) - set(scenarios.DEFAULTS)
-        if unknown:
-            raise ValueError("unknown Explorer option(s) "
-                             + ", ".join(sorted(unknown)) + "; known: "
-                             + ", ".join(sorted(scenarios.DEFAULTS)))
-        self.scenario = scenario
-        self._runs: dict = {}                # options key -> (sim, renders)
-        sim = scenarios.run(scenario, **options)
-        self.options = _effective_options(scenario, options, sim)
-        self._store(sim)
-        self.sim = sim
-        self._renders = self._runs[self._key()][1]
+        self.session = ExplorerSession(scenario, step=step, predict=predict,
+                                       **options)
+        self._timelines: dict = {}      # run key -> (svg, edges)
         self._quiet = False
-        self.error = ""
+        self._above = False
+        self._avail_key = None
+        self._idle_handle = None
         self.last_redraw_ms = 0.0
+        self._renders: dict = {}        # (run key, step, above) -> views
+        self._inflight: set = set()     # keys of views being laid out
         self._build()
         self._load_toggles()
-        self._set_bounds()
-        self.step = self._resolve_step(step)
         self._show()
 
-    # ------------------------------------------------------------ runs
-    def _key(self, scenario=None, options=None):
-        o = self.options if options is None else options
-        return (scenario or self.scenario,
-                tuple(sorted((k, repr(v)) for k, v in o.items())))
+    # ------------------------------------------------------------ state
+    @property
+    def sim(self):
+        return self.session.sim
 
-    def _store(self, sim, key=None):
-        if len(self._runs) > 16:
-            self._runs.pop(next(iter(self._runs)))
-        self._runs[key or self._key()] = (sim, {})
+    @property
+    def scenario(self) -> str:
+        return self.session.scenario
 
-    def _rerun(self, scenario, options):
-        """Run ``scenario`` with ``options``; on success make it current and
-        keep the step where it still exists."""
-        key = self._key(scenario, options)
-        if key not in self._runs:
-            try:
-                sim = scenarios.run(scenario, **options)
-            except Exception as e:          # shown, the old run stays
-                self.error = f"{type(e).__name__}: {e}"
-                self._load_toggles()
-                self._show()
-                return
-            self._runs[key] = (sim, {})
-        self.error = ""
-        self.scenario = scenario
-        self.options = dict(options)
-        self.sim, self._renders = self._runs[key]
-        step = self.step
-        self._load_toggles()
-        self._set_bounds()
-        self._quiet = True
-        try:
-            self.slider.value = min(step, len(self.sim.events) - 1)
-        finally:
-            self._quiet = False
-        self._show()
+    @property
+    def options(self) -> dict:
+        return self.session.options
 
-    def set_option(self, name: str, value) -> None:
-        """Set one option (a scenario option, or ``unmap`` to a key of
-        UNMAP_CHOICES, or ``scenario``) and re-run."""
-        if name == "scenario":
-            scenarios.get(value)
-            sim = scenarios.run(value)
-            opts = _effective_options(value, {}, sim)
-            key = self._key(value, opts)
-            if key not in self._runs:
-                self._runs[key] = (sim, {})
-            self._rerun(value, opts)
-            return
-        opts = dict(self.options)
-        if name == "unmap":
-            if value not in UNMAP_CHOICES:
-                raise ValueError(f"unmap {value!r} is not one of "
-                                 + ", ".join(repr(c) for c in UNMAP_CHOICES))
-            opts["fast"], opts["sync_after"] = UNMAP_CHOICES[value]
-        elif name in scenarios.DEFAULTS:
-            if name == "fmt" and value not in FORMATS.values():
-                raise ValueError(f"fmt {value!r} is not one of "
-                                 + ", ".join(repr(f) for f in
-                                             FORMATS.values()))
-            if name == "kernel" and value not in KERNELS:
-                raise ValueError(f"kernel {value!r} is not one of "
-                                 + ", ".join(KERNELS))
-            if name == "personality" and value not in PERSONALITIES:
-                raise ValueError(f"personality {value!r} is not one of "
-                                 + ", ".join(PERSONALITIES))
-            if name == "bbml" and value not in (0, 1, 2):
-                raise ValueError(f"bbml {value!r} must be 0, 1 or 2")
-            if name == "split_sync" and value not in (None, True, False):
-                raise ValueError(f"split_sync {value!r} must be None, True "
-                                 "or False")
-            opts[name] = value
-        else:
-            raise ValueError(f"no option {name!r}; choose one of "
-                             + ", ".join(sorted(set(scenarios.DEFAULTS)
-                                                | {"unmap", "scenario"})))
-        if opts.get("fmt", "lpae") != "lpae":
-            opts["split_nt"] = False      # nT is an LPAE block bit
-        # the era's own behaviour is stored as None (not forced)
-        if opts.get("split_sync") is not None and \
-                opts["split_sync"] == _era_split_sync(opts["kernel"]):
-            opts["split_sync"] = None
-        self._rerun(self.scenario, opts)
+    @property
+    def error(self) -> str:
+        return self.session.error
+
+    @property
+    def predict(self) -> bool:
+        return self.session.predict
+
+    @property
+    def score(self):
+        return self.session.score
+
+    @property
+    def comparison(self):
+        return self.session.comparison
+
+    @property
+    def _runs(self):
+        return self.session._runs
+
+    def _run_key(self):
+        return self.session._key()
 
     # ------------------------------------------------------------ widgets
+    def _make_toggle(self, name):
+        """The control (no description of its own: ipywidgets would show
+        the description instead of the tooltip) in a box with its label;
+        the control and the label carry the tooltip (a Box cannot)."""
+        W = self._W
+        t = TOGGLES[name]
+        if t.kind == "check":
+            w = W.Checkbox(indent=False, layout=W.Layout(width="auto"))
+        elif t.kind == "buttons":
+            w = W.ToggleButtons(options=list(t.choices),
+                                style={"button_width": "58px"})
+        else:
+            plain = all(k == v for k, v in t.choices)
+            w = W.Dropdown(options=[v for _, v in t.choices] if plain
+                           else list(t.choices),
+                           layout=W.Layout(width="auto"))
+        label = W.HTML(html.escape(t.label))
+        label.add_class("iv-toggle-label")
+        parts = [w, label] if t.kind == "check" else [label, w]
+        box = W.HBox(parts, layout=W.Layout(align_items="center"))
+        box.add_class("iv-toggle")
+        self._labels[name] = label
+        return w, box
+
     def _build(self):
         W = self._W
-        desc = {"description_width": "initial"}
-        lay = W.Layout(width="auto")
         t = {}
         t["scenario"] = W.Dropdown(
-            options=[n for n, _ in scenarios.catalog()], description="scenario",
-            style=desc, layout=lay)
-        t["fmt"] = W.ToggleButtons(
-            options=list(FORMATS.items()), style={"button_width": "60px"},
-            tooltips=["long descriptor, 64-bit (io-pgtable-arm.c)",
-                      "short descriptor, 32-bit (io-pgtable-arm-v7s.c)"])
-        t["kernel"] = W.Dropdown(options=list(KERNELS), description="kernel",
-                                 style=desc, layout=lay)
-        t["strict"] = W.ToggleButtons(options=[("strict", True),
-                                               ("lazy", False)],
-                                      style={"button_width": "60px"},
-                                      tooltips=["invalidate on unmap",
-                                                "leave it to the flush queue"])
-        t["unmap"] = W.Dropdown(options=list(UNMAP_CHOICES),
-                                description="unmap", style=desc,
-                                layout=lay)
-        t["split_sync"] = W.Checkbox(description="split syncs itself (v4.20)",
-                                     style=desc, indent=False, layout=lay)
-        t["deferred_gather"] = W.Checkbox(description="deferred gather",
-                                          style=desc, indent=False, layout=lay)
-        t["bbml"] = W.Dropdown(options=[("BBML0", 0), ("BBML1", 1),
-                                        ("BBML2", 2)],
-                               description="break-before-make", style=desc,
-                               layout=lay)
-        t["personality"] = W.Dropdown(options=list(PERSONALITIES),
-                                      description="SMMU", style=desc,
-                                      layout=lay)
-        t["speculate"] = W.Checkbox(
-            description="speculative fill, next page", style=desc,
-            indent=False, layout=lay,
-            tooltip="the SMMU caches the neighbouring page by a speculative "
-                    "walk")
-        t["ttl_hints"] = W.Checkbox(description="TTL hints honoured",
-                                    style=desc, indent=False, layout=lay)
-        t["split_nt"] = W.Checkbox(
-            description="split marks the block nT first", style=desc,
-            indent=False, layout=lay,
-            tooltip="an experiment: the BBML1 sequence (set nT, TLBI, "
-                    "replace, TLBI); no kernel does this")
+            options=[n for n, _ in scenarios.catalog()],
+            description="scenario", layout=W.Layout(width="auto"),
+            style={"description_width": "initial"})
+        t["scenario"].tooltip = ("The scenario to run; each keeps its own "
+                                 "options when you come back to it.")
+        boxes = {"scenario": t["scenario"]}
+        self._labels = {}
+        for name in TOGGLES:
+            t[name], boxes[name] = self._make_toggle(name)
         for name, w in t.items():
-            w.add_class("iv-toggle-" + name.replace("_", "-"))
+            boxes[name].add_class("iv-toggle-" + name.replace("_", "-"))
             w.observe(lambda ch, n=name: self._on_toggle(n), names="value")
         self.toggles = t
+        self._boxes = boxes
 
-        self.b_first = W.Button(description="first", icon="step-backward",
-                                tooltip="first step", layout=W.Layout(width="80px"))
-        self.b_prev = W.Button(description="prev", icon="chevron-left",
-                               tooltip="previous step", layout=W.Layout(width="80px"))
-        self.b_next = W.Button(description="next", icon="chevron-right",
-                               tooltip="next step", layout=W.Layout(width="80px"))
-        self.b_last = W.Button(description="last", icon="step-forward",
-                               tooltip="last step", layout=W.Layout(width="80px"))
-        for b, cls in ((self.b_first, "first"), (self.b_prev, "prev"),
-                       (self.b_next, "next"), (self.b_last, "last")):
+        self.more = W.ToggleButton(description="More", icon="sliders",
+                                   tooltip="the other toggles",
+                                   layout=W.Layout(width="90px"))
+        self.more.add_class("iv-more-button")
+        self.more.observe(self._on_more, names="value")
+        self.score_label = W.HTML()
+        self.score_label.add_class("iv-score")
+        bar = W.HBox([t["scenario"]] + [boxes[n] for n in FRONT]
+                     + [self.more, self.score_label])
+        bar.add_class("iv-bar")
+        self.more_box = W.HBox([boxes[n] for n in MORE],
+                               layout=W.Layout(display="none"))
+        self.more_box.add_class("iv-bar")
+        self.more_box.add_class("iv-more")
+
+        def button(desc, icon, tip, cls, fn):
+            b = W.Button(description=desc, icon=icon, tooltip=tip,
+                         layout=W.Layout(width="72px"))
             b.add_class("iv-" + cls)
-        self.b_first.on_click(lambda _: self.first())
-        self.b_prev.on_click(lambda _: self.prev())
-        self.b_next.on_click(lambda _: self.next())
-        self.b_last.on_click(lambda _: self.last())
+            b.on_click(lambda _: fn())
+            return b
+        self.b_first = button("first", "step-backward", "first step",
+                              "first", self.first)
+        self.b_prev = button("prev", "chevron-left", "previous step", "prev",
+                             self.prev)
+        self.b_next = button("next", "chevron-right", "next step", "next",
+                             self.next)
+        self.b_last = button("last", "step-forward", "last step", "last",
+                             self.last)
         self.slider = W.IntSlider(min=0, max=1, value=0, description="step",
                                   continuous_update=True,
-                                  layout=W.Layout(width="420px"))
+                                  layout=W.Layout(width="380px"))
         self.slider.add_class("iv-slider")
         self.play = W.Play(min=0, max=1, value=0, interval=900,
                            description="play")
         W.jslink((self.play, "value"), (self.slider, "value"))
-        self.slider.observe(self._on_step, names="value")
+        self.slider.observe(self._on_slider, names="value")
+        nav = W.HBox([self.b_first, self.b_prev, self.b_next, self.b_last,
+                      self.play, self.slider])
+        nav.add_class("iv-bar")
 
         self.caption = W.HTML(layout=W.Layout(width="100%"))
         self.caption.add_class("iv-caption-box")
+        self.compare = W.HTML(layout=W.Layout(width="100%"))
+        self.compare.add_class("iv-compare-box")
+
+        self.crumb = W.HTML()
+        self.crumb.add_class("iv-crumb")
+        self.above = W.Checkbox(description="show levels above",
+                                indent=False, layout=W.Layout(width="auto"))
+        self.above.add_class("iv-above")
+        self.above.tooltip = ("Show the tables above the one that changed "
+                              "(the walk from the root).")
+        self.above.observe(self._on_above, names="value")
         self.tree = W.HTML(layout=W.Layout(width="100%"))
         self.tree.add_class("iv-tree")
+        tree_pane = W.VBox([W.HBox([self.above, self.crumb]), self.tree,
+                            W.HTML(tree_legend_html())])
+        tree_pane.add_class("iv-tree-pane")
+
         self.tlb = W.HTML(layout=W.Layout(width="100%"))
         self.tlb.add_class("iv-tlb")
-        self.timeline = W.Image(format="png", layout=W.Layout(
-            max_width="100%", height="auto", object_fit="contain"))
-        self.timeline.add_class("iv-timeline")
         self.outcome = W.HTML(layout=W.Layout(width="100%"))
         self.outcome.add_class("iv-outcome")
-        self.title = W.HTML()
+        self.q_text = W.HTML()
+        self.picks = {o: W.ToggleButton(description=o,
+                                        layout=W.Layout(width="88px"))
+                      for o in OUTCOMES}
+        for o, b in self.picks.items():
+            b.add_class("iv-pick-" + o)
+        self.b_check = W.Button(description="check", button_style="warning",
+                                layout=W.Layout(width="80px"))
+        self.b_check.add_class("iv-check")
+        self.b_check.on_click(lambda _: self._on_check())
+        self.b_reveal = W.Button(description="just show me",
+                                 layout=W.Layout(width="110px"))
+        self.b_reveal.add_class("iv-reveal")
+        self.b_reveal.on_click(lambda _: self._on_reveal())
+        self.predict_box = W.VBox([
+            self.q_text,
+            W.HBox(list(self.picks.values()) + [self.b_check,
+                                                self.b_reveal],
+                   layout=W.Layout(flex_flow="row wrap"))],
+            layout=W.Layout(display="none"))
+        self.predict_box.add_class("iv-predict")
+        side = W.VBox([self.predict_box, self.tlb, self.outcome])
+        side.add_class("iv-side")
 
-        grid = W.GridBox(
-            [t["scenario"], t["fmt"], t["kernel"], t["strict"], t["unmap"],
-             t["split_sync"], t["deferred_gather"], t["bbml"],
-             t["personality"], t["speculate"], t["ttl_hints"],
-             t["split_nt"]],
-            # as many columns as fit: four in a wide notebook, two or three
-            # at the default JupyterLab width with the file browser open
-            layout=W.Layout(grid_template_columns=("repeat(auto-fill, "
-                                                   "minmax(270px, 1fr))"),
-                            grid_gap="2px 12px", align_items="center"))
-        controls = W.HBox([self.b_first, self.b_prev, self.b_next,
-                           self.b_last, self.play, self.slider],
-                          layout=W.Layout(flex_flow="row wrap",
-                                          align_items="center"))
-        # the tree gets the full width: graphviz lays the levels out
-        # diagonally, and squeezed into a column its text became too small
-        tree_box = W.Box([self.tree], layout=W.Layout(
-            max_height="900px", overflow="auto", border="1px solid #ccc",
-            width="100%"))
-        # the TLB and the accesses are stacked, each at full width: side by
-        # side at the default JupyterLab width the TLB's tables scrolled
-        # sideways and their titles wrapped
-        tlb_box = W.Box([self.tlb], layout=W.Layout(
-            max_height="600px", overflow="auto", width="100%"))
-        out_box = W.Box([self.outcome], layout=W.Layout(
-            max_height="320px", overflow="auto", width="100%"))
+        self.events = W.Select(options=[("", 0)], rows=20)
+        self.events.add_class("iv-events")
+        self.events.tooltip = "click an event to go to its step"
+        self.events.observe(self._on_event_pick, names="value")
+        main = W.HBox([tree_pane, side, self.events])
+        main.add_class("iv-main")
+
+        self.timeline = W.HTML(layout=W.Layout(width="100%"))
+        self.timeline.add_class("iv-tl-img")
+        self.tl_over = W.HTML()
+        self.tl_over.add_class("iv-tl-over")
+        tl = W.Box([self.timeline, self.tl_over])
+        tl.add_class("iv-tl-wrap")
         self.widget = W.VBox([
-            W.HTML(_CSS), self.title, grid, controls, self.caption,
-            W.HTML("<b>Page tables</b>"), tree_box,
-            W.HTML("<b>SMMU TLB and what is in flight</b>"), tlb_box,
-            W.HTML("<b>The device's accesses</b>"), out_box,
-            W.HTML("<b>Timeline up to this step</b>"), self.timeline,
-            W.HTML(self._timeline_legend())])
+            W.HTML(_css()), bar, self.more_box, nav, self.caption,
+            self.compare, main, tl, W.HTML(self._timeline_legend())])
         self.widget.add_class("iv-explorer")
 
+    def _on_more(self, change):
+        self.more_box.layout.display = "flex" if change["new"] else "none"
+
     def _load_toggles(self):
-        """Make the toggles show the current options, without re-running."""
+        """Make the toggles show the current options, enabled where they
+        can matter, without re-running."""
         self._quiet = True
         try:
             t, o = self.toggles, self.options
             t["scenario"].value = self.scenario
-            t["fmt"].value = o.get("fmt", "lpae")
-            t["kernel"].value = o["kernel"]
-            t["strict"].value = bool(o["strict"])
-            for label, pair in UNMAP_CHOICES.items():
-                if pair == (bool(o["fast"]), bool(o["sync_after"])) or (
-                        not o["fast"] and pair[0] is False):
-                    t["unmap"].value = label
-                    break
-            ss = o["split_sync"]
-            t["split_sync"].value = (_era_split_sync(o["kernel"])
-                                     if ss is None else bool(ss))
-            t["split_sync"].disabled = not _era_splits(o["kernel"])
-            t["deferred_gather"].value = bool(o["deferred_gather"])
-            t["bbml"].value = o["bbml"]
-            t["personality"].value = o["personality"]
-            t["speculate"].value = bool(o["speculate"])
-            t["ttl_hints"].value = bool(o["ttl_hints"])
-            t["split_nt"].value = bool(o.get("split_nt", False))
-            # nT is an LPAE block bit, and only a split can use it
-            t["split_nt"].disabled = (o.get("fmt", "lpae") != "lpae"
-                                      or not _era_splits(o["kernel"]))
+            for name in TOGGLES:
+                t[name].value = toggle_value(name, o)
         finally:
             self._quiet = False
+        self._apply_availability(self._cached_availability())
         desc = dict(scenarios.catalog()).get(self.scenario, "")
-        self.title.value = (f"<b>Scenario {html.escape(self.scenario)}</b>: "
-                            f"{html.escape(desc)}")
+        t["scenario"].tooltip = desc
+
+    def _cached_availability(self):
+        return self.session._avail.get(self._run_key())
+
+    def _apply_availability(self, avail):
+        """Disable the toggles that cannot matter (``avail`` from
+        :meth:`ExplorerSession.availability`; None: not known yet, all
+        enabled but those a rule switches off)."""
+        from .toggles import rule_reason
+        for name, tg in TOGGLES.items():
+            if avail is not None:
+                why = avail[name]
+            else:
+                r = rule_reason(name, self.options)
+                why = f"{r[0]} ({r[1]})." if r else None
+            w, box = self.toggles[name], self._boxes[name]
+            tip = tg.tip + (f" Cannot matter here: {why}" if why else "")
+            if w.disabled != (why is not None):
+                w.disabled = why is not None
+            for x in (w, self._labels[name]):
+                x.tooltip = tip
+            for x in (w, box):
+                if why:
+                    x.add_class("iv-toggle-disabled")
+                else:
+                    x.remove_class("iv-toggle-disabled")
+            if tg.kind == "buttons":
+                w.tooltips = [tip] * len(tg.choices)
+        self._avail_key = self._run_key() if avail is not None else None
+
+    def availability(self) -> dict:
+        """``{toggle: None or why it cannot matter}``; also applied to
+        the toggles (runs the alternatives that are not stored yet)."""
+        avail = self.session.availability()
+        self._apply_availability(avail)
+        return avail
 
     def _on_toggle(self, name):
         if self._quiet:
             return
         w = self.toggles[name]
-        self.set_option(name, w.value)
-
-    def _set_bounds(self):
-        n = len(self.sim.events)
-        self._quiet = True
-        try:
-            if self.slider.value > n - 1:
-                self.slider.value = n - 1
-            self.slider.max = n - 1
-            if self.play.value > n - 1:
-                self.play.value = n - 1
-            self.play.max = n - 1
-        finally:
-            self._quiet = False
-
-    # ------------------------------------------------------------ steps
-    def _resolve_step(self, step):
-        if step is None:
-            return 0
-        if isinstance(step, str):
-            for ev in self.sim.events:
-                if step in ev.func or step == ev.kind:
-                    return ev.step
-            raise ValueError(f"step {step!r}: no event of this run names "
-                             "that function or kind")
-        if isinstance(step, bool) or not isinstance(step, int):
-            raise ValueError(f"step {step!r} must be an int or a function "
-                             "name")
-        n = len(self.sim.events)
-        if not -n <= step < n:
-            raise ValueError(f"step {step} is outside this run's 0..{n - 1}")
-        return step % n
-
-    @property
-    def step(self) -> int:
-        """The step shown (an index into ``sim.events``)."""
-        return self.slider.value
-
-    @step.setter
-    def step(self, value) -> None:
-        value = self._resolve_step(value)
-        if value == self.slider.value:
-            self._show()
+        if name == "scenario":
+            self.set_option("scenario", w.value)
         else:
-            self.slider.value = value
+            self.set_option(name, w.value)
+
+    # ------------------------------------------------------------ actions
+    def set_option(self, name: str, value) -> None:
+        """Set one option (a scenario option, or ``unmap`` to a key of
+        UNMAP_CHOICES, or ``scenario``), re-run, stay on the same event."""
+        try:
+            self.session.set_option(name, value)
+        finally:
+            self._show()
+            self._load_toggles()
 
     def first(self):
         self.step = 0
@@ -499,44 +380,352 @@ class Explorer:
     def last(self):
         self.step = len(self.sim.events) - 1
 
-    def _on_step(self, change):
-        if not self._quiet:
-            self._show()
+    @property
+    def step(self) -> int:
+        """The step shown (an index into ``sim.events``)."""
+        return self.session.step
+
+    @step.setter
+    def step(self, value) -> None:
+        self.session.step = value
+        self._show()
+
+    def answer(self, outcomes) -> dict:
+        """Predict mode: answer the open question (see
+        :meth:`ExplorerSession.answer`)."""
+        verdict = self.session.answer(outcomes)
+        self._show()
+        return verdict
+
+    def reveal(self) -> None:
+        self.session.reveal()
+        self._show()
+
+    def _on_check(self):
+        picked = [o for o, b in self.picks.items() if b.value]
+        if not picked:
+            self.q_text.value = (self._question_html()
+                                 + "<br><b>Pick at least one outcome.</b>")
+            return
+        self.answer(picked)
+
+    def _on_reveal(self):
+        self.reveal()
+
+    def _on_slider(self, change):
+        if self._quiet:
+            return
+        self.session.step = change["new"]
+        self._show()
+
+    def _on_event_pick(self, change):
+        if self._quiet or change["new"] is None:
+            return
+        self.step = change["new"]
+
+    def _on_above(self, change):
+        self._above = bool(change["new"])
+        self._show()
 
     # ------------------------------------------------------------ views
-    def _tree_and_tlb(self, sim, step):
-        from ..render.tlb import tlb_html
-        from ..render.tree import tree_svg
-        st = sim.states[step]
-        prev = sim.states[step - 1].pgtable if step > 0 else None
-        svg = tree_svg(st.pgtable, prev=prev, tlb=st.tlb, legend=True,
-                       title=_tree_title(st.pgtable))
-        svg = svg[svg.find("<svg"):]
-        return {"tree": f'<div class="iv-tree-svg">{svg}</div>',
-                "tlb": tlb_html(st)}
-
-    def _render(self, step):
-        """The step's pictures, rendered once per run and step. The tree
-        is laid out by the ``dot`` program in a worker thread while this
-        thread draws the timeline, so the two overlap."""
-        r = self._renders.get(step)
-        if r is not None:
-            return r
-        job = _pool().submit(self._tree_and_tlb, self.sim, step)
-        png = self._timeline_png(step)
-        r = job.result()
-        r["timeline"] = png
-        self._renders[step] = r
+    def _views(self, step):
+        """Tree, crumb and TLB of ``step`` of the current run (cached)."""
+        key = (self._run_key(), step, self._above)
+        r = self._renders.get(key)
+        if r is None:
+            r = self._renders[key] = self._compute_views(self.sim, step,
+                                                         self._above)
+            if len(self._renders) > 600:
+                self._renders.pop(next(iter(self._renders)))
         return r
 
-    def _timeline_png(self, step) -> bytes:
-        from ..render.timeline import timeline_figure
-        # the legend is drawn once, as HTML (_timeline_legend): drawing it
-        # into every step's figure doubled the time of a redraw
-        fig = timeline_figure(self.sim, upto=step, legend=False)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, facecolor="white")
-        return buf.getvalue()
+    @staticmethod
+    def _compute_views(sim, step, above):
+        from ..render.tlb import tlb_html
+        crumb, tree = tree_view(sim, step, above=above,
+                                title=_tree_title(sim.states[step].pgtable))
+        return {"crumb": crumb, "tree": tree,
+                "tlb": tlb_html(sim.states[step])}
+
+    def _event_labels(self):
+        s = self.session
+        hidden = set()
+        if s.predict:
+            for a, q in zip(self.sim.accesses, s.questions()):
+                if not s.is_revealed(a):
+                    op = self.sim.events[a.step].op
+                    hidden |= {ev.step for ev in self.sim.events
+                               if ev.op == op}
+        out = []
+        for ev in self.sim.events:
+            text = ("device access: predict it first" if ev.step in hidden
+                    else ev.text)
+            out.append((f"{ev.step:>3} {ev.actor:<6} {text}", ev.step))
+        return out
+
+    def _question_html(self):
+        q = self.session.question()
+        if q is None:
+            return ""
+        rw = "write" if q.write else "read"
+        return (f"<b>Predict:</b> the device is about to {rw} "
+                f"0x{q.iova:x}. Which outcomes does the architecture allow "
+                "here? Pick one or more, then check.")
+
+    def _caption_html(self):
+        s = self.session
+        step, last = s.step, len(self.sim.events) - 1
+        ev = self.sim.events[step]
+        err = (f'<div class="iv-error">{html.escape(s.error)}</div>'
+               if s.error else "")
+        cls, actor = "iv-caption", ev.actor
+        if s.question() is not None:
+            cls += " iv-question-cap"
+            actor = "device"        # not the fill's actor: that would tell
+        tree = self._tree_key(self._views(s.view_step))
+        return (f'<div class="{cls}" data-run="{self._run_id()}" '
+                f'data-step="{step}" data-tree="{tree}">step {step}/{last}, '
+                f"t = {ev.time_us / 1000:g} ms, {html.escape(actor)}: "
+                f"<b>{html.escape(s.caption_text)}</b></div>{err}")
+
+    def _compare_html(self):
+        s = self.session
+        if s.comparison is None:
+            text = (html.escape(s.changed) + ": " if s.changed else "") + (
+                "flip a toggle to see what it changes against this run")
+            return f'<div class="iv-compare iv-nochange">{text}</div>'
+        upto = s.step if s.predict else None
+        lines = s.comparison.lines(upto=upto)
+        body = (" &middot; ".join(html.escape(x) for x in lines)
+                if lines else "nothing: same steps, same outcomes")
+        return (f'<div class="iv-compare"><b>{html.escape(s.changed)}</b> '
+                f"changed: {body}</div>")
+
+    def _outcome_html(self, step):
+        s = self.session
+        items = []
+        for a in self.sim.accesses:
+            if a.step > step or not s.is_revealed(a):
+                continue
+            head, body = access_words(self.sim, a)
+            cls = "iv-now" if a.step == step else ""
+            verdict = s.verdict_for(a) if s.predict else None
+            mark = ""
+            if verdict is not None:
+                ok = verdict["correct"]
+                mark = (f' <span class="{"iv-right" if ok else "iv-wrong"}">'
+                        f'you picked {", ".join(verdict["picked"])}: '
+                        f'{"right" if ok else "not quite"}</span>')
+            label = html.escape(f"step {a.step}: {access_summary(a)}")
+            allowed = html.escape(", ".join(sorted(a.allowed)))
+            items.append(f'<li class="{cls}"><b>{label}</b> (allowed: '
+                         f"{allowed}){mark}<br>{html.escape(body)}</li>")
+        later = sum(1 for a in self.sim.accesses if a.step > step
+                    or not s.is_revealed(a))
+        tail = (f"<p><i>{later} later access(es): their outcomes show when "
+                "you get there.</i></p>" if later else "")
+        if not items:
+            return ("<i>No device access yet.</i>" + tail)
+        return "<ul>" + "".join(items[::-1]) + "</ul>" + tail
+
+    @staticmethod
+    def _tree_key(views) -> str:
+        return format(zlib.crc32(views["tree"].encode()), "08x")
+
+    def _run_id(self):
+        return abs(hash(self._run_key())) % 10**8
+
+    def _timeline_over(self, edges, step):
+        x = edges[step] * 100
+        mask = "iv-mask iv-opaque" if self.predict else "iv-mask"
+        return (f'<div data-run="{self._run_id()}" data-step="{step}" '
+                f'class="iv-tl-mark"><div class="{mask}" style="left:'
+                f'{x:.2f}%"></div><div class="iv-cursor" style="left:'
+                f'{x:.2f}%"></div></div>')
+
+    def _show_timeline(self, view_step):
+        key = self._run_key()
+        done = self._timelines.get(key)
+        if done is None:
+            done = self._timelines[key] = timeline_svg(self.sim)
+            if len(self._timelines) > 64:
+                self._timelines.pop(next(iter(self._timelines)))
+        svg, edges = done
+        self.timeline.value = svg
+        self.tl_over.value = self._timeline_over(edges, view_step)
+
+    def _show(self):
+        """Show the current step (pictures cached per run and step)."""
+        t0 = time.perf_counter()
+        s = self.session
+        step, view = s.step, s.view_step
+        # the picture first (each value is a message of its own), then the
+        # rest, then the navigation
+        self.caption.value = self._caption_html()
+        self.compare.value = self._compare_html()
+        r = self._views(view)
+        # the same picture is not sent again: the tree's key (a checksum)
+        # is in the caption, so a reader knows which tree goes with it
+        self.tree.value = (f'<div class="iv-tree-svg" data-key="'
+                           f'{self._tree_key(r)}">{r["tree"]}</div>')
+        self._show_timeline(view)
+        self.tlb.value = r["tlb"]
+        self.crumb.value = r["crumb"]
+        self.above.layout.visibility = ("visible" if r["crumb"] or
+                                        self._above else "hidden")
+        self.outcome.value = self._outcome_html(view)
+        q = s.question()
+        self.predict_box.layout.display = "flex" if q is not None else "none"
+        if q is not None:
+            self.q_text.value = self._question_html()
+            for b in self.picks.values():
+                b.value = False
+        self.score_label.value = (f"<b>{html.escape(str(s.score))}</b>"
+                                  if s.predict else "")
+        self._sync_nav(step)
+        self.widget.remove_class("iv-ready")
+        self.last_redraw_ms = (time.perf_counter() - t0) * 1000
+        self._schedule_idle()
+
+    def _sync_nav(self, step):
+        """Slider, play button and event list follow the step (and the
+        run's length), without acting on their own change."""
+        self._quiet = True
+        try:
+            last = len(self.sim.events) - 1
+            if self.slider.max != last:
+                if self.slider.value > last:
+                    self.slider.value = self.play.value = 0
+                self.slider.max = self.play.max = last
+            labels = self._event_labels()
+            if list(self.events.options) != labels:
+                self.events.options = labels
+            # the play button is linked to the slider in the browser, and
+            # the link copies its value over the slider's when it starts
+            self.play.value = step
+            self.slider.value = step
+            self.events.value = step
+        finally:
+            self._quiet = False
+
+    # ------------------------------------------------------------ idle work
+    @staticmethod
+    def _loop():
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def _schedule_idle(self):
+        """In a running kernel, once idle: render the neighbouring steps,
+        then run the toggles' other values (to disable those that cannot
+        matter, and so a click finds its run ready), then draw their
+        timelines in the worker process. Without a running event loop
+        (scripts, tests) nothing is scheduled."""
+        loop = self._loop()
+        if loop is None:
+            return
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self._idle_handle = loop.call_later(0.03, self._idle, self.sim,
+                                            self.step)
+
+    def _idle(self, sim, step, phase=0):
+        self._idle_handle = None
+        if sim is not self.sim or step != self.step:
+            return
+        loop = self._loop()
+        s = self.session
+        if phase == 0:
+            # the next and previous steps' pictures (the tree in a thread)
+            for nxt in (step + 1, step + 2, step - 1):
+                if 0 <= nxt < len(sim.events):
+                    self._prefetch_views(loop, self._run_key(), sim, nxt)
+            phase = 1
+        if phase == 1:
+            # one other value of a toggle per turn: cheap runs
+            todo = s.pending_alternatives()
+            if todo:
+                try:
+                    s.run_for(s.scenario, todo[0])
+                except Exception:
+                    pass                # availability() records it
+                self._idle_handle = loop.call_later(0.005, self._idle, sim,
+                                                    step, 1)
+                return
+            if self._avail_key != self._run_key():
+                self._apply_availability(s.availability())
+            self.widget.add_class("iv-ready")      # for the browser tests
+            # their trees at this event, once the learner pauses here
+            self._idle_handle = loop.call_later(0.4, self._idle, sim, step,
+                                                2)
+            return
+        for _, opts, alt in self._alternative_runs():
+            self._prefetch_views(loop, s._key(s.scenario, opts), alt,
+                                 match_step(sim, step, alt))
+
+    def _alternative_runs(self):
+        """``(toggle, options, run)`` of every other toggle value already
+        run, the front toggles first."""
+        s = self.session
+        for name in TOGGLES:
+            for _, opts in s.alternatives(name):
+                if s.has_run(s.scenario, opts):
+                    yield name, opts, s.run_for(s.scenario, opts)
+
+    def _prefetch_views(self, loop, run_key, sim, step):
+        key = (run_key, step, self._above)
+        if key in self._renders or key in self._inflight:
+            return
+        self._inflight.add(key)
+        fut = _pool().submit(self._compute_views, sim, step, self._above)
+        fut.add_done_callback(
+            lambda f: _call_soon(loop, self._store_views, key, f))
+
+    def _store_views(self, key, fut):
+        self._inflight.discard(key)
+        try:
+            self._renders[key] = fut.result()
+        except Exception:
+            pass                        # shown, with its error, if visited
+
+    # ------------------------------------------------------------ reading
+    @property
+    def caption_text(self) -> str:
+        """The current step's one-line caption (kernel function: what)."""
+        return self.session.caption_text
+
+    @property
+    def tree_html(self) -> str:
+        """The current tree picture (an SVG inside a div)."""
+        return self.tree.value
+
+    @property
+    def tlb_html(self) -> str:
+        return self.tlb.value
+
+    @property
+    def outcome_html(self) -> str:
+        return self.outcome.value
+
+    @property
+    def compare_html(self) -> str:
+        return self.compare.value
+
+    @property
+    def timeline_svg(self) -> str:
+        """The compact timeline of the whole run (SVG; the steps after the
+        one shown are masked in the browser)."""
+        return self.timeline.value
+
+    @property
+    def timeline_png(self) -> bytes:
+        """The run's timeline as the notebooks draw it (matplotlib PNG)."""
+        return timeline_png(self.sim)
+
+    def outcomes(self) -> list[str]:
+        """The outcome panel as plain-text paragraphs, one per access."""
+        return [explain_access(self.sim, a) for a in self.sim.accesses]
 
     @staticmethod
     def _timeline_legend() -> str:
@@ -566,97 +755,8 @@ class Explorer:
                 'width:14px;height:10px"></span>&nbsp;'
                 f"{html.escape(label)} (shaded, hatched "
                 f"{html.escape(hatch[:2])})")
-        return ('<div class="iv-legend" style="font-size:11px;'
-                'line-height:1.6">' + " &nbsp; ".join(items) + "</div>")
-
-    def _caption_html(self, step):
-        ev = self.sim.events[step]
-        last = len(self.sim.events) - 1
-        text = html.escape(self.sim.caption(step))
-        err = (f'<div class="iv-error">{html.escape(self.error)}</div>'
-               if self.error else "")
-        return (f'<div class="iv-caption">step {step}/{last}, '
-                f"t = {ev.time_us / 1000:g} ms, {html.escape(ev.actor)}: "
-                f"<b>{text}</b></div>{err}")
-
-    def _outcome_html(self, step):
-        words = self._renders.get("words")
-        if words is None:
-            words = [access_words(self.sim, a)[1] for a in self.sim.accesses]
-            self._renders["words"] = words
-        items = []
-        for a, body in zip(self.sim.accesses, words):
-            cls = ("iv-now" if a.step == step else
-                   "iv-later" if a.step > step else "")
-            label = html.escape(f"step {a.step}: {access_summary(a)}")
-            allowed = html.escape(", ".join(sorted(a.allowed)))
-            items.append(f'<li class="{cls}"><b>{label}</b> '
-                         f"(allowed: {allowed})<br>{html.escape(body)}</li>")
-        if not items:
-            return "<i>No device access in this run.</i>"
-        return ('<ul class="iv-outcome" style="padding-left:18px;'
-                'margin:0">' + "".join(items) + "</ul>")
-
-    def _show(self):
-        """Show the current step (pictures cached per step)."""
-        t0 = time.perf_counter()
-        step = self.step
-        self.caption.value = self._caption_html(step)
-        r = self._render(step)
-        self.tree.value = r["tree"]
-        self.tlb.value = r["tlb"]
-        self.outcome.value = self._outcome_html(step)
-        self.timeline.value = r["timeline"]
-        self.last_redraw_ms = (time.perf_counter() - t0) * 1000
-        self._prefetch_later(step + 1)
-
-    def _prefetch_later(self, step):
-        """In a running kernel, render ``step`` once the kernel is idle
-        (an event-loop callback on the kernel's own thread), so that
-        *next* and *play* find it cached. Without a running event loop
-        (scripts, tests) nothing is scheduled."""
-        if step >= len(self.sim.events) or step in self._renders:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        loop.call_later(0.05, self._prefetch, self.sim, step)
-
-    def _prefetch(self, sim, step):
-        if sim is not self.sim or step in self._renders:
-            return                  # re-run or already shown meanwhile
-        try:
-            self._render(step)
-        except Exception:           # shown (with its error) when visited
-            pass
-
-    # ------------------------------------------------------------ reading
-    @property
-    def caption_text(self) -> str:
-        """The current step's one-line caption (kernel function: what)."""
-        return self.sim.caption(self.step)
-
-    @property
-    def tree_html(self) -> str:
-        """The current tree picture (an SVG inside a div)."""
-        return self.tree.value
-
-    @property
-    def tlb_html(self) -> str:
-        return self.tlb.value
-
-    @property
-    def outcome_html(self) -> str:
-        return self.outcome.value
-
-    @property
-    def timeline_png(self) -> bytes:
-        return bytes(self.timeline.value)
-
-    def outcomes(self) -> list[str]:
-        """The outcome panel as plain-text paragraphs, one per access."""
-        return [explain_access(self.sim, a) for a in self.sim.accesses]
+        return ('<div class="iv-legend">' + " &nbsp; ".join(items)
+                + "</div>")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -664,3 +764,23 @@ class Explorer:
     def __repr__(self):
         return (f"Explorer({self.scenario!r}, step {self.step}/"
                 f"{len(self.sim.events) - 1}: {self.caption_text})")
+
+
+def _call_soon(loop, fn, *args):
+    """Hand a worker's result to the event loop, unless it has closed
+    (a script's loop ended before the worker finished)."""
+    if not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass
+
+
+def _tree_title(snap) -> str:
+    """A line naming the table's format under the tree, e.g. "v7s (short
+    descriptor, 32-bit), 4K granule, levels 1..2"."""
+    kind = {"lpae": "LPAE (long descriptor, 64-bit)",
+            "v7s": "v7s (short descriptor, 32-bit)"}.get(snap.fmt, snap.fmt)
+    return (f"{kind}, {snap.granule >> 10}K granule, levels "
+            f"{snap.levels[0]}..{snap.levels[-1]}")
+

@@ -1,6 +1,7 @@
 """A real browser drives JupyterLab: open notebook 02, run all cells, use the
 Explorer (next, then flip the split's own sync) and check that the picture,
-the caption and the outcome panel change.
+the caption and the compare strip change, and that the Explorer fits a
+1400 x 1000 window.
 
 Uses the system Chromium (/usr/bin/chromium, which `make test` installs);
 never downloads a browser. JupyterLab runs on 127.0.0.1 with a token, its
@@ -11,8 +12,6 @@ and private runtime/config/settings directories.
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,11 +31,7 @@ if not Path(CHROMIUM).exists():
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_demo import free_port, stop_server  # noqa: E402
 
 
 @pytest.fixture
@@ -93,12 +88,7 @@ def lab(tmp_path):
             time.sleep(0.3)
         yield base, token
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_server(proc, log)
 
 
 def text_of(page, selector) -> str:
@@ -159,7 +149,7 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                     args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 2300})
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=45_000)
             run_all_cells(page, base, token)
@@ -173,8 +163,11 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
                 "'.iv-explorer .iv-caption').innerText)", timeout=15_000)
             cap0 = text_of(page, ".iv-explorer .iv-caption")
             tree0 = page.locator(".iv-explorer .iv-tree").inner_html()
-            outcome0 = text_of(page, ".iv-explorer .iv-outcome")
+            compare0 = text_of(page, ".iv-explorer .iv-compare")
             assert "step 11/" in cap0 and "allocate L3 table" in cap0
+            height = page.evaluate("document.querySelector('.iv-explorer')"
+                                   ".getBoundingClientRect().height")
+            assert height <= 1000, f"the Explorer is {height} px tall"
             explorer.screenshot(path=str(tmp_path / "explorer-start.png"))
 
             # next: the split fills the new table
@@ -199,12 +192,13 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
             assert not box.is_checked()
             box.click()
             page.wait_for_function(
-                "old => document.querySelector('.iv-explorer .iv-outcome')"
-                ".innerText !== old", arg=outcome0, timeout=10_000)
-            outcome1 = text_of(page, ".iv-explorer .iv-outcome")
-            assert "stale" in outcome0
-            assert "step 16: read 0x40001000: stale" in outcome0
-            assert "step 19: read 0x40001000: fault" in outcome1
+                "old => document.querySelector('.iv-explorer .iv-compare')"
+                ".innerText !== old", arg=compare0, timeout=10_000)
+            compare1 = text_of(page, ".iv-explorer .iv-compare")
+            assert "split syncs itself: off -> on" in compare1
+            assert ("read 0x40001000 (2nd), step 16 -> 19: stale -> fault"
+                    in compare1)
+            # the same event of the new run: the split fills the table
             assert "step 12/24" in text_of(page, ".iv-explorer .iv-caption")
 
             # two steps on, the split now queues its own invalidation

@@ -142,6 +142,8 @@ def test_lazy_mode_window_words():
     assert "can still read 0x80001000 through the stale 2M block" in flat
     assert "for 10 ms after __iommu_dma_unmap returned" in flat
     assert "flush queue" in flat
+    assert "10 ms after" not in ex.outcome_html   # not there yet
+    ex.last()
     assert "10 ms after" in ex.outcome_html
 
 
@@ -213,12 +215,16 @@ def test_redraw_is_cached_and_fast(fast_nosync):
         ex.step = s
         assert ex.last_redraw_ms < 1000          # generous on slow CI
     ex.step = 3
-    png = ex.timeline_png
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ex.timeline_png[:8] == b"\x89PNG\r\n\x1a\n"   # for exports
+    svg = ex.timeline_svg
+    assert svg.startswith("<svg")
+    tree = ex.tree_html
     ex.step = 16
+    assert ex.timeline_svg == svg         # one picture per run, masked
+    assert 'data-step="16"' in ex.tl_over.value
     ex.step = 3
-    assert ex.timeline_png == png
-    assert ex._renders[3]["timeline"] == png      # served from the cache
+    assert ex.tree_html == tree
+    assert (ex._run_key(), 3, False) in ex._renders   # from the cache
     assert ex.last_redraw_ms < 50
 
 
@@ -233,19 +239,19 @@ def test_next_step_is_prefetched_in_a_running_loop(fast_nosync):
     import asyncio
     ex = fast_nosync
     ex.step = 5
-    assert 6 not in ex._renders
+    assert (ex._run_key(), 6, False) not in ex._renders
 
     async def click_next_and_idle():
         ex.step = 6
         for _ in range(100):                     # up to 2 s on a slow CI
             await asyncio.sleep(0.02)
-            if 7 in ex._renders:
+            if (ex._run_key(), 7, False) in ex._renders:
                 break
 
     asyncio.run(click_next_and_idle())
-    assert 7 in ex._renders
+    assert (ex._run_key(), 7, False) in ex._renders
     ex.set_option("bbml", 1)              # a new run: nothing prefetched
-    assert 7 not in ex._renders
+    assert (ex._run_key(), 7, False) not in ex._renders
 
 
 def test_format_toggle_reruns_with_a_v7s_table(fast_nosync):
@@ -279,17 +285,18 @@ def test_format_toggle_reruns_with_a_v7s_table(fast_nosync):
     assert "254 x 4K page" in ex.tree_html
     assert "0x2000..0xfffff" in ex.tree_html
     assert "TLB still holds 1M section" in ex.tree_html
-    # a shorter run (v6.13 refuses the split) clamps, and back to LPAE
+    # v6.13 refuses the split: the last event is still the last access,
+    # and back to LPAE: the same event again
     ex.last()
     ex.set_option("kernel", "v6.13")
     assert ex.step == len(ex.sim.events) - 1
     assert "arm_v7s_split_blk_unmap" not in {e.func for e in ex.sim.events}
-    kept = ex.step
-    ex.toggles["fmt"].value = "lpae"           # a longer run: step kept
+    ex.step = "iommu_unmap_fast"
+    ex.toggles["fmt"].value = "lpae"           # a longer run: same call
     assert ex.toggles["kernel"].value == "v6.13"
     assert type(ex.sim.pt).__name__ == "LpaeTable"
-    assert kept < len(ex.sim.events) - 1
-    assert ex.step == kept
+    assert ex.sim.events[ex.step].func == "iommu_unmap_fast"
+    assert ex.sim.events[ex.step].kind == "call"
 
 
 def test_format_given_at_start_and_a_bad_format_refused():
@@ -355,3 +362,135 @@ def test_split_nt_toggle_removes_the_bbml1_conflict():
     assert any("nT sequence" in ev.func for ev in ex.sim.events)
     ex.set_option("fmt", "v7s")
     assert ex.toggles["split_nt"].disabled
+
+
+def test_old_call_forms_still_work():
+    """Notebooks 02 and 05 call these."""
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False,
+                  step="arm_lpae_split_blk_unmap")
+    assert ex.step == 11 and ex.slider.value == 11 and ex.play.value == 11
+    ex = Explorer("ttl-split", step="SMMUv3 TLBI TTL rule")
+    assert "TTL" in ex.caption_text
+
+
+def test_toggle_that_cannot_matter_is_disabled_with_why():
+    ex = Explorer("seed", kernel="v5.4")
+    tl = ex.toggles["ttl_hints"]
+    assert tl.disabled and "6a481a95d4c1" in tl.tooltip   # a rule, at once
+    assert not ex.toggles["bbml"].disabled        # not run yet
+    ex.availability()                             # runs the other values
+    assert ex.toggles["bbml"].disabled
+    assert "Cannot matter here" in ex.toggles["bbml"].tooltip
+    assert ex.toggles["bbml"].tooltip.startswith("SMMU_IDR3.BBML")
+    assert not ex.toggles["split_sync"].disabled
+    assert "iv-toggle-disabled" in ex.toggles["bbml"]._dom_classes
+
+
+def test_compare_strip_and_event_list():
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False)
+    assert "flip a toggle" in ex.compare_html
+    ex.events.value = 16                          # a click in the list
+    assert ex.step == 16 and ex.slider.value == 16
+    ex.toggles["split_sync"].value = True
+    assert ex.step == 19 and ex.events.value == 19
+    html = ex.compare_html.replace("&gt;", ">")
+    assert "split syncs itself: off -> on" in html
+    assert "stale -> fault" in html
+    assert ex.events.options[19][0].startswith(" 19 device device read")
+
+
+def test_tree_focuses_on_what_changed():
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False,
+                  step="arm_lpae_install_table")
+    ex.step = 13                                  # the L3 table goes in
+    assert "levels above collapsed" in ex.crumb.value
+    assert "L0 table" not in ex.tree_html and "L3 table" in ex.tree_html
+    ex.above.value = True
+    assert "L0 table" in ex.tree_html and ex.crumb.value.startswith("focus")
+    ex.step = 1                                   # nothing below the root
+    assert ex.crumb.value == "" or "focus" in ex.crumb.value
+
+
+def test_predict_mode_in_the_widget():
+    ex = Explorer("seed", kernel="v5.4", fast=True, sync_after=False,
+                  predict=True)
+    ex.last()
+    assert ex.step == 7
+    assert ex.predict_box.layout.display == "flex"
+    assert "translated" not in ex.outcome_html
+    assert "device: <b>the device is about to read" in ex.caption.value
+    assert "iv-opaque" in ex.tl_over.value       # nothing shows through
+    assert "predict it first" in ex.events.options[8][0]
+    ex.b_check.click()                            # nothing picked
+    assert "Pick at least one" in ex.q_text.value
+    ex.picks["translated"].value = True
+    ex.b_check.click()
+    assert ex.predict_box.layout.display == "none"
+    assert "score 1/1" in ex.score_label.value
+    assert "you picked translated: right" in ex.outcome_html
+    ex.next()
+    ex.step = 16
+    ex.b_reveal.click()
+    assert "score 1/1 (1 revealed)" in ex.score_label.value
+    assert "stale" in ex.outcome_html
+
+
+def test_css_is_a_package_file():
+    from importlib import resources
+    css = resources.files("iommu_viz.widgets").joinpath("explorer.css")
+    assert ".iv-explorer" in css.read_text()
+    ex = Explorer("seed")
+    assert css.read_text() in ex.widget.children[0].value
+    import tomllib
+    from pathlib import Path
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2]
+                               / "pyproject.toml").read_text())
+    data = pyproject["tool"]["setuptools"]["package-data"]
+    assert "*.css" in data["iommu_viz.widgets"]        # shipped in a wheel
+
+
+def test_compact_timeline_draws_what_the_figure_draws():
+    """The Explorer's SVG timeline has the figure's lanes, one marker per
+    event, the hazard windows with their colours and steps, and the
+    allowed outcomes under an access; the mask edge of each step lies
+    between that step's marker and the next one's."""
+    import re
+    from iommu_viz.render.timeline import (LANE_LABELS, WINDOW_STYLE,
+                                           hazard_windows, lanes_of)
+    from iommu_viz.widgets.views import timeline_svg
+    sim = scenarios.run("seed-conflict", strict=False)
+    svg, edges = timeline_svg(sim)
+    for lane in lanes_of(sim):
+        assert LANE_LABELS[lane] in svg
+    markers = len(re.findall(r"<(circle|path) ", svg))
+    assert markers == len(sim.events)
+    for kind, first, last, _ in hazard_windows(sim):
+        assert f"{kind} {first}..{last}" in svg
+        assert WINDOW_STYLE[kind][0] in svg
+    assert "fault/stale" in svg
+    assert len(edges) == len(sim.events)
+    assert all(a < b for a, b in zip(edges, edges[1:])) and edges[-1] < 1
+
+
+def test_demo_notebook_makefile_and_binder_link():
+    """The demo app: one code cell that makes an Explorer (Voila shows its
+    output only), served by `make demo`, opened by the README's link."""
+    import ast
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    book = json.loads((root / "demo" / "explorer.ipynb").read_text())
+    code = [c for c in book["cells"] if c["cell_type"] == "code"]
+    assert len(code) == 1 and not code[0]["outputs"]
+    src = "".join(code[0]["source"])
+    tree = ast.parse(src)
+    *body, last = tree.body
+    env = {}
+    exec(compile(ast.Module(body, []), "demo", "exec"), env)
+    ex = eval(compile(ast.Expression(last.value), "demo", "eval"), env)
+    assert isinstance(ex, Explorer) and "split_blk_unmap" in ex.caption_text
+    mk = (root / "Makefile").read_text()
+    assert "voila demo/explorer.ipynb" in mk and "\ndemo: setup" in mk
+    readme = (root / "README.md").read_text()
+    assert ("https://mybinder.org/v2/gh/OWNER/iommu-viz/HEAD?urlpath="
+            "voila/render/demo/explorer.ipynb") in readme
