@@ -71,6 +71,10 @@ CALLER_WORDS = {
     "fast": "iommu_unmap_fast(), and the caller never syncs",
 }
 
+#: Kernel code is linked by identifier at a modelled era's tag (as the
+#: notebooks do), commits as git.kernel.org/torvalds/c/<hash>.
+ELIXIR = "https://elixir.bootlin.com/linux/"
+
 #: What each code of the "TLBI by" column means, with its source. The
 #: code of a row is derived from the run; a code the run produces without
 #: an entry here is an error (a test checks every case).
@@ -78,29 +82,24 @@ TLBI_BY = {
     "split": ("arm_lpae_split_blk_unmap itself, inside the unmap call: "
               "tlb_add_flush then tlb_sync (arm_smmu_tlb_inv_range_nosync, "
               "arm_smmu_tlb_sync), the sync added by b6b65ca20bc9",
-              "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/"
-              "linux.git/commit/?id=b6b65ca20bc9"),
+              "https://git.kernel.org/torvalds/c/b6b65ca20bc9"),
     "sync": ("arm_smmu_iotlb_sync on the gather the split added the page "
              "to (iommu_unmap's own sync, or the caller's "
              "iommu_iotlb_sync)",
-             "https://elixir.bootlin.com/linux/v6.12.117/source/drivers/"
-             "iommu/arm/arm-smmu-v3/arm-smmu-v3.c#L3171"),
+             ELIXIR + "v5.4/A/ident/arm_smmu_iotlb_sync"),
     "FQ": ("the flush queue: when its timer fires, the whole IOTLB is "
            "invalidated (arm_smmu_flush_iotlb_all, CMD_TLBI_NH_ASID)",
-           "https://elixir.bootlin.com/linux/v6.12.117/source/drivers/"
-           "iommu/dma-iommu.c#L110"),
+           ELIXIR + "v6.12/A/ident/fq_flush_timeout"),
     "TTL": ("a TLBI is issued and synced, but its TTL hint names level 3 "
             "(the 4K granule) while the block is cached at level 2, so the "
             "SMMU need not remove it",
-            "https://elixir.bootlin.com/linux/v6.12.117/source/drivers/"
-            "iommu/arm/arm-smmu-v3/arm-smmu-v3.c#L2193"),
+            ELIXIR + "v6.12/A/ident/__arm_smmu_tlb_inv_range"),
     "-": ("nothing invalidates the page: no sync follows, and nothing is "
           "queued", None),
     "refused": ("no split: the unmap of part of a block is refused with a "
                 "warning and returns 0 (33729a5fc0ca); the block stays "
                 "mapped and cached",
-                "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/"
-                "linux.git/commit/?id=33729a5fc0ca"),
+                "https://git.kernel.org/torvalds/c/33729a5fc0ca"),
 }
 
 

@@ -3,6 +3,7 @@ direct run of the Simulation API, and the README's copy fresh."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -137,6 +138,20 @@ def test_text_and_markdown(sheet):
         src = TLBI_BY[code][1]
         assert (src in md) if src else "the model's reasoning" in md
     assert "map 0x40000000 0x80000000 2M" in case_text("v5.4", True, "fast")
+
+
+def test_legend_links_are_in_the_workbooks_forms():
+    """Kernel code by identifier at a modelled era's tag, commits as
+    git.kernel.org/torvalds/c/<hash> (the notebooks' forms)."""
+    eras = set(KERNELS)
+    for code, (_words, src) in TLBI_BY.items():
+        if src is None:
+            continue
+        m = re.fullmatch(r"https://elixir\.bootlin\.com/linux/([^/]+)/A/"
+                         r"ident/\w+", src)
+        c = re.fullmatch(r"https://git\.kernel\.org/torvalds/c/"
+                         r"[0-9a-f]{12,40}", src)
+        assert (m and m.group(1) in eras) or c, f"{code}: {src}"
 
 
 def test_fast_enough():
