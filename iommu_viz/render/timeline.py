@@ -305,20 +305,27 @@ def _draw(ax, run, upto=None, title=None, legend=True, mark=None):
     if title:
         ax.set_title(title, fontsize=9, loc="left")
     if legend:
-        seen = {}
-        for h in handles:
-            seen.setdefault(h.get_label(), h)
-        extra = []
-        for kind in ("stale", "conflict"):
-            colour, hatch = WINDOW_STYLE[kind]
-            extra.append(Patch(facecolor=colour, alpha=0.3, hatch=hatch,
-                               edgecolor=colour, label=WINDOW_LABELS[kind]))
-        extra.append(Line2D([], [], color="#777777", linestyle=":",
-                            label="logical time jumps"))
-        ax.legend(handles=list(seen.values()) + extra, fontsize=7,
-                  loc="upper left", bbox_to_anchor=(1.005, 1.0),
-                  borderaxespad=0.0, frameon=False)
+        _legend(ax, handles, Line2D([], [], color="#777777", linestyle=":",
+                                    label="logical time jumps"))
     return ax
+
+
+def _legend(ax, handles, line):
+    """The legend right of ``ax``: each label of ``handles`` once (the
+    first handle drawn with it), the stale and conflict window swatches,
+    then ``line``, the vertical line this figure draws."""
+    seen = {}
+    for h in handles:
+        seen.setdefault(h.get_label(), h)
+    extra = []
+    for kind in ("stale", "conflict"):
+        colour, hatch = WINDOW_STYLE[kind]
+        extra.append(Patch(facecolor=colour, alpha=0.3, hatch=hatch,
+                           edgecolor=colour, label=WINDOW_LABELS[kind]))
+    extra.append(line)
+    ax.legend(handles=list(seen.values()) + extra, fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.005, 1.0),
+              borderaxespad=0.0, frameon=False)
 
 
 def _run_title(run, label=None):
@@ -613,17 +620,8 @@ def timeline_compare_ms(run_a, run_b, labels=("strict", "lazy"),
     ax1.tick_params(labelbottom=False)
     ax2.set_xlabel("logical time (ms)", fontsize=8)
     ax2.tick_params(axis="x", labelsize=8)
-    seen = {}
-    for h in handles:
-        seen.setdefault(h.get_label(), h)
-    extra = [Patch(facecolor=WINDOW_STYLE[k][0], alpha=0.3,
-                   hatch=WINDOW_STYLE[k][1], edgecolor=WINDOW_STYLE[k][0],
-                   label=WINDOW_LABELS[k]) for k in ("stale", "conflict")]
-    extra.append(Line2D([], [], color="black", linestyle="--",
-                        label="the unmap call returns"))
-    ax1.legend(handles=list(seen.values()) + extra, fontsize=7,
-               loc="upper left", bbox_to_anchor=(1.005, 1.0),
-               borderaxespad=0.0, frameon=False)
+    _legend(ax1, handles, Line2D([], [], color="black", linestyle="--",
+                                 label="the unmap call returns"))
     return fig
 
 
