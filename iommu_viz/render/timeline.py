@@ -657,7 +657,9 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
     faults = list(rep.faults)
     rows = len(devs) + (1 if faults else 0)
     if ax is None:
-        fig = Figure(figsize=(width, 1.2 + 0.6 * max(1, rows)))
+        # the run timeline's fixed margins: row labels left, legend right
+        fig = _new_figure((width, _MARGIN_B + _MARGIN_T + 0.3
+                           + 0.6 * max(1, rows)))
         ax = fig.add_subplot(1, 1, 1)
     else:
         fig = ax.figure
@@ -677,11 +679,16 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
     if faults:
         fr = len(devs)
         labels.append("faults")
-        for f in faults:
-            x = _replay_fault_x(f, ev, xs, stamped)
+        fx = [_replay_fault_x(f, ev, xs, stamped) for f in faults]
+        lo, hi = min(xs + fx), max(xs + fx)
+        for f, x in zip(faults, fx):
             ax.plot([x], [fr], "v", color=red, markersize=9)
+            # a note in the right third reads leftwards, inside the axes
+            left = hi > lo and x > lo + 0.66 * (hi - lo)
             ax.annotate(ascii_only(f"{f.iova:#x}: {f.verdict}"), (x, fr),
-                        textcoords="offset points", xytext=(4, 6),
+                        textcoords="offset points",
+                        xytext=(-4 if left else 4, 6),
+                        ha="right" if left else "left",
                         fontsize=8, color=red)
             if f.verdict == "use after unmap" and f.dt is not None and \
                     stamped:
@@ -694,7 +701,8 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
                   "has no timestamps)")
     s = rep.summary
     ax.set_title(ascii_only(title or f"replay: {s.events} events, "
-                 f"{len(faults)} faults, kernel {s.kernel} era"),
+                 f"{len(faults)} fault{'' if len(faults) == 1 else 's'}, "
+                 f"kernel {s.kernel} era"),
                  fontsize=10, loc="left")
     ax.legend(handles=[
         Line2D([], [], marker="|", linestyle="", color=OKABE_ITO["blue"],
@@ -702,7 +710,8 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
         Line2D([], [], marker="|", linestyle="", color=OKABE_ITO["orange"],
                label="unmap"),
         Line2D([], [], marker="v", linestyle="", color=red, label="fault")],
-        loc="upper right", fontsize=8, frameon=False)
+        loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0,
+        fontsize=8, frameon=False)
     return fig
 
 
