@@ -16,13 +16,13 @@ from operator import eq
 from ..pgtable.common import (
     IOMMU_READ, IOMMU_WRITE, PgtableError, era_at_least, fmt_size,
 )
+from ..sim.pgsize import iommu_pgsize_count
 from .formats import (
     CHILD, COVERED, DBG_MAP, DBG_MAPPING, DBG_UNMAP, DBG_UNMAPPED, MAP,
     UNMAP,
 )
-
 from .tables import (CountingFlushOps, IotlbGather, LeafSlots, SplitWatch,
-                     live_bytes, make_table, pgsize_count, replaced_by)
+                     live_bytes, make_table, replaced_by)
 
 __all__ = ["MAX_REJECTED"]
 
@@ -96,8 +96,8 @@ class _Engine:
         runs = []
         pos = 0
         while pos < size:
-            pg, n = pgsize_count(self.bitmap, iova + pos, paddr + pos,
-                                 size - pos)
+            pg, n = iommu_pgsize_count(self.bitmap, iova + pos, paddr + pos,
+                                       size - pos)
             runs.append((iova + pos, paddr + pos, pg, n))
             pos += pg * n
         return self._map_runs(i, runs)
@@ -203,7 +203,7 @@ class _Engine:
                 # v5.4 called ->unmap once a page, v5.14+ ->unmap_pages with
                 # the count; the table's loop over ``count`` is the former
                 a = iova + done
-                pg, n = pgsize_count(self.bitmap, a, a, size - done)
+                pg, n = iommu_pgsize_count(self.bitmap, a, a, size - done)
                 if pg == g and leaf is not None and \
                         not (a + pg * n - 1) >> table.ias:
                     got = leaf.unmap_run(a, n, counts) * g

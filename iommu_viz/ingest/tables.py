@@ -11,11 +11,9 @@ from array import array
 from ..pgtable.common import FlushOps, PgtableError, SZ_1M, era_at_least
 from ..pgtable.lpae import PTE_ADDR_MASK, LpaeTable
 from ..pgtable.v7s import ADDR_BITS as V7S_ADDR_BITS, V7sTable
-from ..sim.pgsize import iommu_pgsize
 
 __all__ = ["CountingFlushOps", "IotlbGather", "make_table", "live_bytes",
-           "replaced_by", "v7s_max_oas", "LeafSlots", "SplitWatch",
-           "pgsize_count"]
+           "replaced_by", "v7s_max_oas", "LeafSlots", "SplitWatch"]
 
 
 class CountingFlushOps(FlushOps):
@@ -247,22 +245,6 @@ class LeafSlots:
         step = self.table.walk(iova)[-1]
         if step.level == 3:
             self.slots[iova >> self.span] = self.table._tables[step.table]
-
-
-def pgsize_count(bitmap, iova, paddr, size):
-    """(pgsize, count): iommu_pgsize of v5.14+ (drivers/iommu/iommu.c),
-    the largest page size of ``bitmap`` that fits, and how many of it to
-    hand the table before a larger size could take over. ``paddr`` is
-    ``iova`` for an unmap, as __iommu_unmap passes it."""
-    pg = iommu_pgsize(bitmap, iova | paddr, size)
-    larger = bitmap & ~((pg << 1) - 1)
-    if larger:
-        nxt = larger & -larger
-        if not (iova ^ paddr) & (nxt - 1):
-            offset = nxt - ((iova | paddr) & (nxt - 1))
-            if offset + nxt <= size:
-                size = offset
-    return pg, size // pg
 
 
 class SplitWatch:

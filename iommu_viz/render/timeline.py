@@ -305,20 +305,27 @@ def _draw(ax, run, upto=None, title=None, legend=True, mark=None):
     if title:
         ax.set_title(title, fontsize=9, loc="left")
     if legend:
-        seen = {}
-        for h in handles:
-            seen.setdefault(h.get_label(), h)
-        extra = []
-        for kind in ("stale", "conflict"):
-            colour, hatch = WINDOW_STYLE[kind]
-            extra.append(Patch(facecolor=colour, alpha=0.3, hatch=hatch,
-                               edgecolor=colour, label=WINDOW_LABELS[kind]))
-        extra.append(Line2D([], [], color="#777777", linestyle=":",
-                            label="logical time jumps"))
-        ax.legend(handles=list(seen.values()) + extra, fontsize=7,
-                  loc="upper left", bbox_to_anchor=(1.005, 1.0),
-                  borderaxespad=0.0, frameon=False)
+        _legend(ax, handles, Line2D([], [], color="#777777", linestyle=":",
+                                    label="logical time jumps"))
     return ax
+
+
+def _legend(ax, handles, line):
+    """The legend right of ``ax``: each label of ``handles`` once (the
+    first handle drawn with it), the stale and conflict window swatches,
+    then ``line``, the vertical line this figure draws."""
+    seen = {}
+    for h in handles:
+        seen.setdefault(h.get_label(), h)
+    extra = []
+    for kind in ("stale", "conflict"):
+        colour, hatch = WINDOW_STYLE[kind]
+        extra.append(Patch(facecolor=colour, alpha=0.3, hatch=hatch,
+                           edgecolor=colour, label=WINDOW_LABELS[kind]))
+    extra.append(line)
+    ax.legend(handles=list(seen.values()) + extra, fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.005, 1.0),
+              borderaxespad=0.0, frameon=False)
 
 
 def _run_title(run, label=None):
@@ -613,17 +620,8 @@ def timeline_compare_ms(run_a, run_b, labels=("strict", "lazy"),
     ax1.tick_params(labelbottom=False)
     ax2.set_xlabel("logical time (ms)", fontsize=8)
     ax2.tick_params(axis="x", labelsize=8)
-    seen = {}
-    for h in handles:
-        seen.setdefault(h.get_label(), h)
-    extra = [Patch(facecolor=WINDOW_STYLE[k][0], alpha=0.3,
-                   hatch=WINDOW_STYLE[k][1], edgecolor=WINDOW_STYLE[k][0],
-                   label=WINDOW_LABELS[k]) for k in ("stale", "conflict")]
-    extra.append(Line2D([], [], color="black", linestyle="--",
-                        label="the unmap call returns"))
-    ax1.legend(handles=list(seen.values()) + extra, fontsize=7,
-               loc="upper left", bbox_to_anchor=(1.005, 1.0),
-               borderaxespad=0.0, frameon=False)
+    _legend(ax1, handles, Line2D([], [], color="black", linestyle="--",
+                                 label="the unmap call returns"))
     return fig
 
 
@@ -659,7 +657,9 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
     faults = list(rep.faults)
     rows = len(devs) + (1 if faults else 0)
     if ax is None:
-        fig = Figure(figsize=(width, 1.2 + 0.6 * max(1, rows)))
+        # the run timeline's fixed margins: row labels left, legend right
+        fig = _new_figure((width, _MARGIN_B + _MARGIN_T + 0.3
+                           + 0.6 * max(1, rows)))
         ax = fig.add_subplot(1, 1, 1)
     else:
         fig = ax.figure
@@ -679,11 +679,16 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
     if faults:
         fr = len(devs)
         labels.append("faults")
-        for f in faults:
-            x = _replay_fault_x(f, ev, xs, stamped)
+        fx = [_replay_fault_x(f, ev, xs, stamped) for f in faults]
+        lo, hi = min(xs + fx), max(xs + fx)
+        for f, x in zip(faults, fx):
             ax.plot([x], [fr], "v", color=red, markersize=9)
+            # a note in the right third reads leftwards, inside the axes
+            left = hi > lo and x > lo + 0.66 * (hi - lo)
             ax.annotate(ascii_only(f"{f.iova:#x}: {f.verdict}"), (x, fr),
-                        textcoords="offset points", xytext=(4, 6),
+                        textcoords="offset points",
+                        xytext=(-4 if left else 4, 6),
+                        ha="right" if left else "left",
                         fontsize=8, color=red)
             if f.verdict == "use after unmap" and f.dt is not None and \
                     stamped:
@@ -696,7 +701,8 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
                   "has no timestamps)")
     s = rep.summary
     ax.set_title(ascii_only(title or f"replay: {s.events} events, "
-                 f"{len(faults)} faults, kernel {s.kernel} era"),
+                 f"{len(faults)} fault{'' if len(faults) == 1 else 's'}, "
+                 f"kernel {s.kernel} era"),
                  fontsize=10, loc="left")
     ax.legend(handles=[
         Line2D([], [], marker="|", linestyle="", color=OKABE_ITO["blue"],
@@ -704,7 +710,8 @@ def replay_timeline_figure(rep, ax=None, title=None, width=10.0):
         Line2D([], [], marker="|", linestyle="", color=OKABE_ITO["orange"],
                label="unmap"),
         Line2D([], [], marker="v", linestyle="", color=red, label="fault")],
-        loc="upper right", fontsize=8, frameon=False)
+        loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0,
+        fontsize=8, frameon=False)
     return fig
 
 

@@ -34,7 +34,8 @@ def test_claim_holds_in_the_model(book, cell, body):
 @pytest.mark.parametrize("stem,least", [("02_splitting_a_block", 5),
                                         ("03_deferred_invalidation", 3),
                                         ("04_strict_vs_lazy", 4),
-                                        ("05_the_2019_thread", 10)])
+                                        ("05_the_2019_thread", 10),
+                                        ("06_your_own_system", 2)])
 def test_outcome_notebooks_tag_their_claims(stem, least):
     book = ROOT / "notebooks" / f"{stem}.ipynb"
     assert len(claims_in(book)) >= least
