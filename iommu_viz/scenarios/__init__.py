@@ -157,8 +157,11 @@ def get(name: str):
     return _function(name)
 
 
-def run(name: str, **kw):
-    """Run scenario ``name`` with options ``kw``."""
+def run(name, **kw):
+    """Run scenario ``name`` (or a :class:`Scenario`) with options ``kw``;
+    the knobs of :data:`KNOBS` the file does not declare are ignored."""
+    if isinstance(name, Scenario):
+        return name.run(**_legacy_options(name.source, name, kw))
     return get(name)(**kw)
 
 

@@ -48,23 +48,37 @@ class SimConfig:
     kernel era, the SMMU's features and the caller. Validated when made;
     a bad value raises ``ValueError`` naming it and the rule."""
 
-    fmt: str = _opt("lpae", "page-table format",
+    fmt: str = _opt("lpae", "Page-table format: LPAE (io-pgtable-arm.c, "
+                    "64-bit descriptors, 2 MiB blocks) or v7s "
+                    "(io-pgtable-arm-v7s.c, 32-bit descriptors, 1 MiB "
+                    "sections).",
                     "io-pgtable-arm.c (LPAE) or io-pgtable-arm-v7s.c (v7s)",
                     ("lpae", "v7s"))
     granule: int = _opt(SZ_4K, "LPAE translation granule in bytes",
                         "io_pgtable_cfg.pgsize_bitmap (TCR.TG0)",
                         (SZ_4K, SZ_16K, SZ_64K))
     ias: int = _opt(48, "input address size in bits", "io_pgtable_cfg.ias")
-    kernel: str = _opt("v5.4", "the kernel era modelled",
+    kernel: str = _opt("v5.4", "Kernel era: v4.20's split syncs itself, v5.4 "
+                       "to v6.12 defer the page to the caller's gather, "
+                       "v6.13 refuses partial unmaps of blocks (commit "
+                       "33729a5fc0ca).",
                        "the release that first behaved so (KERNELS)",
                        tuple(KERNELS))
-    strict: bool = _opt(True, "False for lazy mode: leaf invalidation is left "
-                        "to the flush queue", "iommu.strict= (lazy: "
+    strict: bool = _opt(True, "Strict invalidates the IOTLB on every unmap; "
+                        "lazy (iommu.strict=0) leaves leaf invalidation to "
+                        "dma-iommu's flush queue, flushed after 256 entries "
+                        "or 10 ms.", "iommu.strict= (lazy: "
                         "IOMMU_DOMAIN_DMA_FQ, v5.15+)", _BOOL)
-    bbml: int = _opt(0, "how the SMMU treats two entries for one address",
+    bbml: int = _opt(0, "SMMU_IDR3.BBML: what the SMMU may do when two TLB "
+                     "entries translate one address (levels 0 and 1: a TLB "
+                     "conflict, F_TLB_CONFLICT; level 2: the old or the new "
+                     "translation only).",
                      "SMMU_IDR3.BBML: break-before-make level", (0, 1, 2))
-    personality: str = _opt("typical", "which of the allowed outcomes the "
-                            "SMMU picks", "the model's choice among what "
+    personality: str = _opt("typical", "Which allowed outcome this SMMU "
+                            "model picks: typical (a cached entry wins), "
+                            "adversarial (the worst allowed), coherent "
+                            "(QEMU's smmu-common.c: commands run when "
+                            "queued).", "the model's choice among what "
                             "the architecture allows", tuple(PERSONALITIES))
     tlb_entries: int | None = _opt(
         None, "TLB capacity (None: 256 for coherent, else 64)",
@@ -74,21 +88,30 @@ class SimConfig:
     tlb_replacement: str = _opt("lru", "which entry a full TLB evicts: least "
                                 "recently used or oldest fill",
                                 "SMMU TLB replacement policy", ("lru", "fifo"))
-    split_nt: bool = _opt(False, "the split marks the block nT and invalidates "
-                          "it first (an experiment: no kernel does this)",
+    split_nt: bool = _opt(False, "An experiment no kernel does: the split "
+                          "first marks the block nT and invalidates it (the "
+                          "SMMUv3.2 BBML1 sequence), so a cached block "
+                          "cannot conflict with a new page.",
                           "BBML1 nT sequence (block descriptor bit 16)", _BOOL)
-    ttl_hints: bool = _opt(True, "the SMMU has range invalidation and honours "
-                           "the TTL hint strictly (v5.7+ drivers set TTL)",
+    ttl_hints: bool = _opt(True, "Whether the SMMU honours the TTL hint "
+                           "arm-smmu-v3 puts in CMD_TLBI_NH_VA with range "
+                           "invalidation (v5.7 on), removing only entries "
+                           "cached at the hinted level.",
                            "SMMU_IDR3.RIL; CMD_TLBI_NH_VA TG/TTL/NUM/SCALE",
                            _BOOL)
     caller: str = _opt("raw", "who calls the IOMMU API", "VFIO type1, "
                        "dma-iommu or a raw user (GPU, SVA)", tuple(CALLERS))
     split_sync: bool | None = _opt(
-        None, "override the era: the split invalidates and syncs on its own "
-        "(True is the v4.20 behaviour)", "arm_lpae_split_blk_unmap's "
+        None, "Whether arm_lpae_split_blk_unmap invalidates and syncs the "
+        "unmapped page itself, as v4.20 did (commit b6b65ca20bc9), instead "
+        "of adding it to the caller's iommu_iotlb_gather as v5.4 to v6.12 "
+        "do (None: as the era does).", "arm_lpae_split_blk_unmap's "
         "io_pgtable_tlb_add_flush + tlb_sync (v4.20)", (None, True, False))
-    deferred_gather: bool = _opt(True, "False: each page added to a gather "
-                                 "is invalidated and synced at once",
+    deferred_gather: bool = _opt(True, "Whether pages added to an "
+                                 "iommu_iotlb_gather wait for the caller's "
+                                 "iommu_iotlb_sync, as since v5.4 (struct "
+                                 "iommu_iotlb_gather), or are invalidated at "
+                                 "once.",
                                  "iommu_iotlb_gather_add_page deferral", _BOOL)
     asid: int = _opt(1, "the domain's ASID", "arm_smmu_domain's cd.asid")
     fq_size: int = _opt(256, "flush-queue slots (at least 2)",

@@ -83,15 +83,18 @@ def _pool():
 class Explorer:
     """Interactive view of one scenario run (ipywidgets 8).
 
-    ``scenario`` names a scenario of :func:`iommu_viz.scenarios.catalog`;
-    ``options`` are its keyword options; ``step`` the step to show first:
+    ``scenario`` names a scenario of :func:`iommu_viz.scenarios.catalog`,
+    or is a scenario file's path, scenario text or a
+    :class:`~iommu_viz.scenarios.Scenario`: its ``config`` is the starting
+    option set, which the toggles override (the chooser shows the file's
+    name, or ``(text)``); ``options`` are its keyword options; ``step`` the step to show first:
     an int, or a string naming the first event whose kernel function
     (``Event.func``) or kind contains it (e.g.
     ``"arm_lpae_split_blk_unmap"``); default 0. ``predict=True`` hides
     outcomes until the learner has predicted them.
     """
 
-    def __init__(self, scenario: str = "seed", step=None, predict=False,
+    def __init__(self, scenario="seed", step=None, predict=False,
                  **options):
         import ipywidgets as W
         self._W = W
@@ -174,7 +177,7 @@ class Explorer:
         W = self._W
         t = {}
         t["scenario"] = W.Dropdown(
-            options=[n for n, _ in scenarios.catalog()],
+            options=self.session.scenario_names(),
             description="scenario", layout=W.Layout(width="auto"),
             style={"description_width": "initial"})
         t["scenario"].tooltip = ("The scenario to run; each keeps its own "
@@ -304,13 +307,20 @@ class Explorer:
         self._quiet = True
         try:
             t, o = self.toggles, self.options
+            if tuple(t["scenario"].options) != tuple(
+                    self.session.scenario_names()):
+                t["scenario"].options = self.session.scenario_names()
             t["scenario"].value = self.scenario
             for name in TOGGLES:
                 t[name].value = toggle_value(name, o)
         finally:
             self._quiet = False
         self._apply_availability(self._cached_availability())
-        desc = dict(scenarios.catalog()).get(self.scenario, "")
+        desc = dict(scenarios.catalog()).get(self.scenario)
+        if desc is None:              # a file: its first sentence
+            sc = self.session.scenario_file()
+            desc = (sc.description.split(". ")[0].rstrip(".") + ". "
+                    if sc.description else "") + f"From {sc.source}."
         t["scenario"].tooltip = desc
 
     def _cached_availability(self):
@@ -320,13 +330,9 @@ class Explorer:
         """Disable the toggles that cannot matter (``avail`` from
         :meth:`ExplorerSession.availability`; None: not known yet, all
         enabled but those a rule switches off)."""
-        from .toggles import rule_reason
         for name, tg in TOGGLES.items():
-            if avail is not None:
-                why = avail[name]
-            else:
-                r = rule_reason(name, self.options)
-                why = f"{r[0]} ({r[1]})." if r else None
+            why = (avail[name] if avail is not None
+                   else self.session.static_reason(name))
             w, box = self.toggles[name], self._boxes[name]
             tip = tg.tip + (f" Cannot matter here: {why}" if why else "")
             if w.disabled != (why is not None):

@@ -18,6 +18,21 @@ back, or to a value :meth:`availability` already ran, re-runs nothing.
 Each scenario remembers its own options and event: switching to another
 scenario and back restores them.
 
+A scenario is a shipped one's name, a scenario file's path, scenario
+text or a :class:`~iommu_viz.scenarios.Scenario`: the file's ``config``
+is the starting option set and each toggle replaces one key of it. A
+toggle for a knob the file does not declare (``fast``/``sync_after``,
+``speculate``: no ``param`` line) is disabled, saying so::
+
+    >>> text = "\\n".join(["config kernel=v6.12",
+    ...                    "map 0x40000000 0x80000000 2M",
+    ...                    "unmap 0x40001000 4K", "access 0x40001000"])
+    >>> f = ExplorerSession(text)
+    >>> f.scenario, f.options["kernel"]
+    ('(text)', 'v6.12')
+    >>> f.static_reason("unmap")[:35]
+    'This file does not use the fast or '
+
 Predict mode (``predict=True``): before the first event of each device
 access (its question step) the learner picks the outcomes they expect
 (:meth:`answer`) or gives up (:meth:`reveal`); until then the step cannot
@@ -26,8 +41,10 @@ move past that question, and outcomes after the step are hidden.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import scenarios
 from ..pgtable.common import KERNELS
@@ -42,6 +59,8 @@ _SIM_KEYS = ("fmt", "kernel", "strict", "bbml", "personality", "ttl_hints",
              "walk_cache", "tlb_entries", "split_sync", "deferred_gather",
              "split_nt")
 _MAX_RUNS = 48
+#: The toggles that switch a file's knobs (``param`` lines), not options.
+_KNOB_TOGGLES = {"unmap": ("fast", "sync_after"), "speculate": ("speculate",)}
 
 
 def era_split_sync(kernel: str) -> bool:
@@ -110,15 +129,18 @@ class Score:
 class ExplorerSession:
     """Headless state of one Explorer (see the module's docstring).
 
-    ``scenario`` names a scenario of :func:`iommu_viz.scenarios.catalog`,
-    ``options`` are its keyword options, ``step`` the step to show first
+    ``scenario`` names a scenario of :func:`iommu_viz.scenarios.catalog`
+    or is a scenario file's path, scenario text or a
+    :class:`~iommu_viz.scenarios.Scenario` (shown as the file's name, or
+    ``(text)``), ``options`` are its keyword options, ``step`` the step to show first
     (an int, or the first event whose kernel function contains the string
     or whose kind is it), ``predict`` turns predict mode on.
     """
 
     def __init__(self, scenario: str = "seed", step=None, predict=False,
                  **options):
-        scenarios.get(scenario)              # clear error for a bad name
+        self.files: dict = {}                # shown name -> Scenario
+        scenario = self._open(scenario)      # clear error for a bad name
         unknown = set(options) - set(scenarios.DEFAULTS)
         if unknown:
             raise ValueError("unknown Explorer option(s) "
@@ -129,7 +151,7 @@ class ExplorerSession:
         self._avail: dict = {}
         self._memory: dict = {}              # scenario -> (options, key)
         self.scenario = scenario
-        sim = scenarios.run(scenario, **options)
+        sim = self._run(scenario, options)
         self.options = effective_options(options, sim)
         self._remember_run(self._key(), sim)
         self.sim = sim
@@ -141,6 +163,67 @@ class ExplorerSession:
         self._revealed: set = set()          # (label, rank) of this run
         self._step = 0
         self.step = step if step is not None else 0
+
+    # ------------------------------------------------------------ files
+    def _open(self, scenario) -> str:
+        """The name to show for ``scenario`` (a shipped name, a path,
+        text or a Scenario); a file is kept in :attr:`files`."""
+        if isinstance(scenario, str) and scenario in scenarios.names():
+            return scenario
+        if isinstance(scenario, scenarios.Scenario):
+            sc = scenario
+        elif isinstance(scenario, str) and "\n" not in scenario and \
+                not os.path.exists(scenario):
+            raise ValueError(f"no scenario {scenario!r}: not a file, nor "
+                             "one of " + ", ".join(scenarios.names()))
+        elif isinstance(scenario, (str, Path)):
+            sc = scenarios.load(scenario)
+        else:
+            raise ValueError(f"scenario {scenario!r} must be a scenario's "
+                             "name, a file path, scenario text or a Scenario")
+        for n in scenarios.names():
+            if scenarios.named(n) is sc:
+                return n
+        name = ("(text)" if sc.source.startswith("<")
+                else os.path.basename(sc.source))
+        while name in scenarios.names() or (name in self.files
+                                            and self.files[name] is not sc):
+            name += "'"
+        self.files[name] = sc
+        return name
+
+    def scenario_file(self, name: str | None = None):
+        """The :class:`~iommu_viz.scenarios.Scenario` shown as ``name``
+        (default: the current one)."""
+        name = self.scenario if name is None else name
+        if name in self.files:
+            return self.files[name]
+        return scenarios.named(name)
+
+    def scenario_names(self) -> list:
+        """The scenario chooser's entries: the shipped ones, then the
+        files this session opened."""
+        return scenarios.names() + list(self.files)
+
+    def _run(self, scenario: str, options: dict):
+        if scenario in self.files:
+            return scenarios.run(self.files[scenario], **options)
+        return scenarios.run(scenario, **options)
+
+    def static_reason(self, name: str):
+        """Why toggle ``name`` cannot matter whatever the run shows: a
+        rule of TOGGLES (with its source), or a knob the file does not
+        declare; None otherwise."""
+        rule = rule_reason(name, self.options)
+        if rule is not None:
+            return f"{rule[0]} ({rule[1]})."
+        knobs = _KNOB_TOGGLES.get(name, ())
+        params = self.scenario_file().params
+        if knobs and not any(k in params for k in knobs):
+            return ("This file does not use the " + " or ".join(knobs)
+                    + " knob (no param line declares it), so this toggle "
+                    "changes nothing.")
+        return None
 
     # ------------------------------------------------------------ runs
     def _key(self, scenario=None, options=None):
@@ -160,7 +243,7 @@ class ExplorerSession:
         key = self._key(scenario, options)
         sim = self._runs.get(key)
         if sim is None:
-            sim = scenarios.run(scenario, **options)
+            sim = self._run(scenario, options)
             self._remember_run(key, sim)
         return sim
 
@@ -232,7 +315,8 @@ class ExplorerSession:
     def set_scenario(self, name: str) -> None:
         """Switch scenario: its own options and event as it was left, or
         its defaults the first time."""
-        scenarios.get(name)
+        if name not in self.files:
+            name = self._open(name)
         if name == self.scenario:
             return
         self._memory[self.scenario] = (dict(self.options), self.step)
@@ -404,7 +488,7 @@ class ExplorerSession:
         first: the front toggles')."""
         out = []
         for name, t in TOGGLES.items():
-            if not t.compare or rule_reason(name, self.options):
+            if not t.compare or self.static_reason(name):
                 continue
             for _, opts in self.alternatives(name):
                 if not self.has_run(self.scenario, opts):
@@ -422,9 +506,9 @@ class ExplorerSession:
         out = {}
         mine = _signature(self.sim)
         for name, t in TOGGLES.items():
-            rule = rule_reason(name, self.options)
-            if rule is not None:
-                out[name] = f"{rule[0]} ({rule[1]})."
+            why = self.static_reason(name)
+            if why is not None:
+                out[name] = why
                 continue
             if not t.compare:
                 out[name] = None

@@ -1,6 +1,8 @@
 """The Explorer's toggles in one table: label, one-sentence tooltip, place
 (in front or under "More"), choices, and the rule that says when a toggle
-cannot matter.
+cannot matter. A toggle that is one Simulation option takes its tooltip
+from that option's ``help`` in :class:`~iommu_viz.sim.config.SimConfig`,
+where the option is declared.
 
 Whether a toggle can matter is decided in two ways, both from the model:
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ..pgtable.common import KERNELS, era_at_least
 from ..sim import PERSONALITIES
+from ..sim.config import SimConfig
 
 __all__ = ["Toggle", "TOGGLES", "FRONT", "MORE", "UNMAP_CHOICES", "FORMATS",
            "TOGGLE_NAMES", "rule_reason"]
@@ -56,6 +59,13 @@ _NT_LPAE = ("nT is a bit of LPAE block descriptors (SMMUv3.2 BBML1); v7s "
             "https://developer.arm.com/documentation/ihi0070/latest")
 
 
+def _help(option: str) -> str:
+    """The one-sentence help of SimConfig option ``option``: a toggle that
+    is one Simulation option says what it is where the option is
+    declared."""
+    return SimConfig.option(option)["help"]
+
+
 @dataclass(frozen=True)
 class Toggle:
     """One control. ``kind``: ``check``, ``buttons`` or ``dropdown``;
@@ -75,10 +85,7 @@ class Toggle:
 
 TOGGLES = {t.name: t for t in (
     Toggle("split_sync", "split syncs itself", "check",
-           "Whether arm_lpae_split_blk_unmap invalidates and syncs the "
-           "unmapped page itself, as v4.20 did (commit b6b65ca20bc9), "
-           "instead of adding it to the caller's iommu_iotlb_gather as "
-           "v5.4 to v6.12 do.",
+           _help("split_sync"),
            front=True,
            rules=((lambda o: era_at_least(o["kernel"], (6, 13)),)
                   + _SPLIT_GONE,)),
@@ -88,49 +95,33 @@ TOGGLES = {t.name: t for t in (
            "then flushes with iommu_iotlb_sync, or never flushes.",
            front=True, choices=tuple((k, k) for k in UNMAP_CHOICES)),
     Toggle("strict", "invalidation", "buttons",
-           "Strict invalidates the IOTLB on every unmap; lazy "
-           "(iommu.strict=0) leaves leaf invalidation to dma-iommu's flush "
-           "queue, flushed after 256 entries or 10 ms.",
+           _help("strict"),
            front=True, choices=(("strict", True), ("lazy", False))),
     Toggle("fmt", "format", "buttons",
-           "Page-table format: LPAE (io-pgtable-arm.c, 64-bit descriptors, "
-           "2 MiB blocks) or v7s (io-pgtable-arm-v7s.c, 32-bit descriptors, "
-           "1 MiB sections).",
+           _help("fmt"),
            choices=tuple(FORMATS.items()), compare=False),
     Toggle("kernel", "kernel", "dropdown",
-           "Kernel era: v4.20's split syncs itself, v5.4 to v6.12 defer the "
-           "page to the caller's gather, v6.13 refuses partial unmaps of "
-           "blocks (commit 33729a5fc0ca).",
+           _help("kernel"),
            choices=tuple((k, k) for k in KERNELS), compare=False),
     Toggle("deferred_gather", "deferred gather", "check",
-           "Whether pages added to an iommu_iotlb_gather wait for the "
-           "caller's iommu_iotlb_sync, as since v5.4 (struct "
-           "iommu_iotlb_gather), or are invalidated at once."),
+           _help("deferred_gather")),
     Toggle("bbml", "BBML", "dropdown",
-           "SMMU_IDR3.BBML: what the SMMU may do when two TLB entries "
-           "translate one address (levels 0 and 1: a TLB conflict, "
-           "F_TLB_CONFLICT; level 2: the old or the new translation only).",
+           _help("bbml"),
            choices=(("BBML0", 0), ("BBML1", 1), ("BBML2", 2))),
     Toggle("personality", "SMMU", "dropdown",
-           "Which allowed outcome this SMMU model picks: typical (a cached "
-           "entry wins), adversarial (the worst allowed), coherent (QEMU's "
-           "smmu-common.c: commands run when queued).",
+           _help("personality"),
            choices=tuple((p, p) for p in PERSONALITIES)),
     Toggle("speculate", "speculative fill", "check",
            "Whether the SMMU walks and caches the neighbouring page "
            "speculatively, which the SMMUv3 architecture allows at any "
            "time (IHI0070, 3.21)."),
     Toggle("ttl_hints", "TTL hints honoured", "check",
-           "Whether the SMMU honours the TTL hint arm-smmu-v3 puts in "
-           "CMD_TLBI_NH_VA with range invalidation (v5.7 on), removing only "
-           "entries cached at the hinted level.",
+           _help("ttl_hints"),
            rules=((lambda o: o.get("fmt", "lpae") == "v7s",) + _V7S_NO_TTL,
                   (lambda o: not era_at_least(o["kernel"], (5, 7)),)
                   + _NO_TTL_YET)),
     Toggle("split_nt", "nT split (experiment)", "check",
-           "An experiment no kernel does: the split first marks the block "
-           "nT and invalidates it (the SMMUv3.2 BBML1 sequence), so a "
-           "cached block cannot conflict with a new page.",
+           _help("split_nt"),
            rules=((lambda o: o.get("fmt", "lpae") == "v7s",) + _NT_LPAE,
                   (lambda o: era_at_least(o["kernel"], (6, 13)),)
                   + _SPLIT_GONE)),

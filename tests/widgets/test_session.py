@@ -111,6 +111,13 @@ def test_toggle_table_front_and_tooltips():
     for t in TOGGLES.values():
         assert t.tip.endswith(".") and t.tip.count(". ") == 0, t.name
         assert 40 < len(t.tip) < 260, t.name
+    # a toggle that is one Simulation option reads the option's own help
+    from iommu_viz.sim.config import SimConfig
+    fields = {o["name"]: o["help"] for o in SimConfig.options()}
+    one_to_one = [n for n in TOGGLES if n in fields]
+    assert len(one_to_one) == 9
+    for n in one_to_one:
+        assert TOGGLES[n].tip is fields[n], n
 
 
 def test_ttl_hints_cannot_matter_before_v57_and_says_why():
