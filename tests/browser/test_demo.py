@@ -8,13 +8,11 @@ cannot is disabled and its tooltip says why.
 Uses the system Chromium (/usr/bin/chromium, which `make test` installs);
 never downloads a browser. benchmarks/bench_browser.py reuses
 :func:`voila_server`, :func:`open_demo` and :data:`SETTLED_JS`;
-test_lab.py reuses :func:`free_port` and :func:`stop_server`.
+the shared pieces are in browser_helpers.py.
 """
 
 import contextlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from browser_helpers import (CHROMIUM, free_port,  # noqa: F401 (reused)
+                             need_chromium, stop_server)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = "demo/explorer.ipynb"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 #: True once the caption, the tree and the timeline all show the same run
@@ -43,12 +43,6 @@ SETTLED_JS = r"""([notRun, step, busyOk]) => {
     && (tl.dataset.step === at || cap.classList.contains('iv-question-cap'))
     && (busyOk || !!document.querySelector('.iv-explorer.iv-ready'));
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -83,17 +77,6 @@ def voila_server(tmp: Path):
         stop_server(proc, log)
 
 
-def stop_server(proc, log):
-    """End a server started in its own session, and everything it
-    started (kernels), then close its log."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
-
-
 def open_demo(browser, url):
     """A 1400 x 1000 page with the demo loaded and the Explorer settled."""
     page = browser.new_page(viewport=VIEWPORT)
@@ -102,12 +85,7 @@ def open_demo(browser, url):
     return page
 
 
-if not Path(CHROMIUM).exists():
-    pytest.skip("no Chromium at /usr/bin/chromium: `make test` installs "
-                "Debian's chromium package for this test",
-                allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = need_chromium()
 
 
 @pytest.fixture(scope="module")

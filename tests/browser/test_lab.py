@@ -20,18 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from browser_helpers import CHROMIUM, free_port, need_chromium, stop_server
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "02_splitting_a_block.ipynb"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip("no Chromium at /usr/bin/chromium: `make test` installs "
-                "Debian's chromium package for this test",
-                allow_module_level=True)
+sync_api = need_chromium()
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
-from test_demo import free_port, stop_server  # noqa: E402
 
 
 @pytest.fixture

@@ -7,21 +7,16 @@ Uses the system Chromium (/usr/bin/chromium, which `make test` installs);
 never downloads a browser.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from browser_helpers import CHROMIUM, need_chromium
+
 from iommu_viz.cli import main
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip("no Chromium at /usr/bin/chromium: `make test` installs "
-                "Debian's chromium package for this test",
-                allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = need_chromium()
 
 #: the issue's example (the seed thread as a scenario file)
 SEED = (Path(__file__).resolve().parents[1] / "scenarios"
