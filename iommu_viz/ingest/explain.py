@@ -78,11 +78,20 @@ def _split_note(engine, iova, tr) -> str:
         return (f"{where}; in the {kernel} era the split invalidates and "
                 "syncs the unmapped page itself, so a stale entry needs a "
                 "caller that skipped its own sync (non-strict mode)")
-    return (f"{where}; in the {kernel} era the split leaves the old block's "
+    note = (f"{where}; in the {kernel} era the split leaves the old block's "
             "invalidation to the caller's gather, so until the caller syncs "
             "(iommu_unmap_fast without iotlb_sync) the TLB may keep the old "
             "block, and with BBML 0 the old block and a new page together "
             "(a TLB conflict, F_TLB_CONFLICT 0x20)")
+    if era_at_least(kernel, (5, 7)):
+        # arm-smmu-v3 sets TTL from the granule it is given (v5.7 on, with
+        # range invalidation): the page's TLBI names level 3, which an SMMU
+        # may apply only to level-3 entries, leaving the cached block
+        note += ("; on an SMMU with range invalidation the sync's TLBI "
+                 "carries the page's TTL hint, which need not remove the "
+                 "block, so the window can outlast the sync (see the "
+                 "ttl-split scenario)")
+    return note
 
 
 def explain_fault(engine, f: FaultLine, after_events=0) -> Fault:
