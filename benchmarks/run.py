@@ -279,6 +279,9 @@ def main(argv=None):
         if isinstance(v, str) and k not in ("machine",):
             print(f"{k}: {v}")
     out = ROOT / "benchmarks" / "results.json"
+    if only and out.exists():
+        # a partial run updates its own figures and keeps the others
+        results = {**json.loads(out.read_text()), **results}
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"written {out.relative_to(ROOT)}")
 
