@@ -409,27 +409,17 @@ def _new_sim(config, sc, overrides):
                             str(e)) from None
 
 
+#: scenario op names that differ from the names Simulation.ops records
+_RECORDED = {"gather": "new_gather", "sync": "iotlb_sync"}
+
+
 def _execute(sim, op, gathers):
-    a = op.args
-    k = op.op
-    if k == "map":
-        sim.map(a["iova"], a["paddr"], a["size"], a.get("prot", _DEFAULT_PROT))
-    elif k == "unmap":
-        sim.unmap(a["iova"], a["size"])
-    elif k == "unmap_fast":
-        sim.unmap_fast(a["iova"], a["size"], gathers[a["gather"]])
-    elif k == "gather":
-        gathers[a["name"]] = sim.new_gather()
-    elif k == "sync":
-        sim.iotlb_sync(gathers[a["gather"]])
-    elif k == "access":
-        sim.access(a["iova"], a.get("write", False))
-    elif k == "speculate":
-        sim.speculate(a["iova"])
-    elif k == "advance":
-        sim.advance(a["ms"])
-    else:
-        sim.flush_all()
+    """One scenario line's call, through :meth:`Simulation.apply` (a
+    gather's name is its id)."""
+    call = dict(op.args, op=_RECORDED.get(op.op, op.op))
+    if op.op == "gather":
+        call["id"] = op.args["name"]
+    sim.apply(call, gathers)
 
 
 # ---------------------------------------------------------------- parse

@@ -248,28 +248,37 @@ class Simulation:
         sim = cls(**config)
         gathers = {}
         for op in ops:
-            kind = op["op"]
-            if kind == "map":
-                sim.map(op["iova"], op["paddr"], op["size"], op.get("prot", 3))
-            elif kind == "unmap":
-                sim.unmap(op["iova"], op["size"])
-            elif kind == "new_gather":
-                gathers[op["id"]] = sim.new_gather()
-            elif kind == "unmap_fast":
-                sim.unmap_fast(op["iova"], op["size"], gathers[op["gather"]])
-            elif kind == "iotlb_sync":
-                sim.iotlb_sync(gathers[op["gather"]])
-            elif kind == "flush_all":
-                sim.flush_all()
-            elif kind == "access":
-                sim.access(op["iova"], op.get("write", False))
-            elif kind == "speculate":
-                sim.speculate(op["iova"])
-            elif kind == "advance":
-                sim.advance(op["ms"])
-            else:
-                raise ValueError(f"unknown op {kind!r} in recorded run")
+            sim.apply(op, gathers)
         return sim
+
+    def apply(self, op: dict, gathers: dict) -> None:
+        """Execute one API call in the form ``ops`` records it
+        (``{"op": "unmap_fast", "iova": ..., "size": ..., "gather": id}``);
+        ``gathers`` maps gather ids to the :class:`Gather` objects that
+        ``new_gather`` ops made. Scenario files and :meth:`from_ops` run
+        their calls through here."""
+        kind = op["op"]
+        if kind == "map":
+            self.map(op["iova"], op["paddr"], op["size"],
+                     op.get("prot", IOMMU_READ | IOMMU_WRITE))
+        elif kind == "unmap":
+            self.unmap(op["iova"], op["size"])
+        elif kind == "new_gather":
+            gathers[op["id"]] = self.new_gather()
+        elif kind == "unmap_fast":
+            self.unmap_fast(op["iova"], op["size"], gathers[op["gather"]])
+        elif kind == "iotlb_sync":
+            self.iotlb_sync(gathers[op["gather"]])
+        elif kind == "flush_all":
+            self.flush_all()
+        elif kind == "access":
+            self.access(op["iova"], op.get("write", False))
+        elif kind == "speculate":
+            self.speculate(op["iova"])
+        elif kind == "advance":
+            self.advance(op["ms"])
+        else:
+            raise ValueError(f"unknown op {kind!r} in recorded run")
 
     def caption(self, step: int) -> str:
         """One line naming the kernel function that acted at ``step``."""
