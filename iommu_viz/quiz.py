@@ -44,7 +44,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from .pgtable.common import KERNELS, SZ_2M, SZ_4K, short_size
-from .scenarios.format import format_value, labelled_accesses, parse
+from .scenarios.format import format_value, labelled_accesses, op_line, parse
 
 __all__ = ["OUTCOMES", "LETTERS", "Problem", "Answers", "AccessAnswer",
            "TlbAnswer", "make_problem", "check_seed", "build",
@@ -78,10 +78,6 @@ def check_seed(seed) -> int:
 
 
 # ---------------------------------------------------------------- scenario
-def _hex(v):
-    return f"0x{v:x}"
-
-
 def scenario_text(config: dict, ops) -> str:
     """The scenario in the plain-text syntax: one op a line, ``#``
     comments, ``LABEL:`` before a labelled access. The ``config`` line
@@ -104,31 +100,7 @@ def scenario_text(config: dict, ops) -> str:
         if k not in ("kernel", "strict", "bbml", "personality"):
             head += f" {k}={format_value(k, v)}"
     lines = [head]
-    for op in ops:
-        kind = op["op"]
-        if kind == "comment":
-            lines.append(f"# {op['text']}")
-        elif kind == "map":
-            lines.append(f"map {_hex(op['iova'])} {_hex(op['paddr'])} "
-                         f"{short_size(op['size'])}")
-        elif kind == "unmap":
-            lines.append(f"unmap {_hex(op['iova'])} {short_size(op['size'])}")
-        elif kind == "gather":
-            lines.append(f"gather {op['name']}")
-        elif kind == "unmap_fast":
-            lines.append(f"unmap_fast {_hex(op['iova'])} "
-                         f"{short_size(op['size'])} {op['gather']}")
-        elif kind == "sync":
-            lines.append(f"sync {op['gather']}")
-        elif kind == "speculate":
-            lines.append(f"speculate {_hex(op['iova'])}")
-        elif kind == "advance":
-            lines.append(f"advance {op['ms']}")
-        elif kind == "access":
-            label = f"{op['label']}: " if op.get("label") else ""
-            lines.append(f"{label}access {_hex(op['iova'])}")
-        else:
-            raise ValueError(f"unknown op {kind!r} in a quiz scenario")
+    lines += [op_line(op) for op in ops]
     return "\n".join(lines)
 
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 from ..errors import IommuVizError
 from ..pgtable import common as _pgcommon
-from ..pgtable.common import PgtableError
+from ..pgtable.common import PgtableError, short_size
 from ..sim import ApiError, Simulation
 from ..sim.config import SimConfig
 
@@ -179,10 +179,9 @@ def format_value(name: str, value) -> str:
 
 
 def _size(n: int) -> str:
-    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return f"{n:#x}"
+    """``2M`` as the kernel's SZ_ names say it, else hex."""
+    text = short_size(n)
+    return f"{n:#x}" if text.isdigit() else text
 
 
 # ---------------------------------------------------------------- ops
@@ -411,6 +410,7 @@ def _new_sim(config, sc, overrides):
 
 #: scenario op names that differ from the names Simulation.ops records
 _RECORDED = {"gather": "new_gather", "sync": "iotlb_sync"}
+_SCENARIO_NAMES = {v: k for k, v in _RECORDED.items()}
 
 
 def _execute(sim, op, gathers):
@@ -618,6 +618,39 @@ def _config_words(config: dict) -> list:
     return words
 
 
+def op_line(op: dict) -> str:
+    """One scenario-file line for an op in the file's own terms: gathers by
+    name (``{"op": "gather", "name": "g"}``, ``{"op": "sync", "gather":
+    "g"}``, ``{"op": "unmap_fast", ..., "gather": "g"}``), an access's
+    ``label``, and ``{"op": "comment", "text": ...}``."""
+    k = op["op"]
+    if k == "comment":
+        return f"# {op['text']}"
+    if k == "map":
+        line = f"map {op['iova']:#x} {op['paddr']:#x} {_size(op['size'])}"
+        if op.get("prot", _DEFAULT_PROT) != _DEFAULT_PROT:
+            line += " " + _prot_text(op["prot"])
+        return line
+    if k in ("unmap", "unmap_fast"):
+        line = f"{k} {op['iova']:#x} {_size(op['size'])}"
+        return line + f" {op['gather']}" if k == "unmap_fast" else line
+    if k == "gather":
+        return f"gather {op['name']}"
+    if k == "sync":
+        return f"sync {op['gather']}"
+    if k == "access":
+        line = f"access {op['iova']:#x}" + (" write" if op.get("write")
+                                            else "")
+        return f"{op['label']}: {line}" if op.get("label") else line
+    if k == "speculate":
+        return f"speculate {op['iova']:#x}"
+    if k == "advance":
+        return f"advance {op['ms']!r}"
+    if k == "flush_all":
+        return "flush_all"
+    raise ValueError(f"unknown op {k!r}: it has no scenario-file form")
+
+
 def to_text(sim, title: str | None = None) -> str:
     """Write a run (a Simulation) as a scenario file: its config and its
     recorded API calls, labels kept, gathers named ``g1``, ``g2``, ...
@@ -626,31 +659,10 @@ def to_text(sim, title: str | None = None) -> str:
              "config " + " ".join(_config_words(sim.config))]
     for op in sim.ops:
         k = op["op"]
-        if k == "map":
-            line = (f"map {op['iova']:#x} {op['paddr']:#x} "
-                    f"{_size(op['size'])}")
-            if op.get("prot", _DEFAULT_PROT) != _DEFAULT_PROT:
-                line += " " + _prot_text(op["prot"])
-        elif k in ("unmap", "unmap_fast"):
-            line = f"{k} {op['iova']:#x} {_size(op['size'])}"
-            if k == "unmap_fast":
-                line += f" g{op['gather']}"
-        elif k == "new_gather":
-            line = f"gather g{op['id']}"
-        elif k == "iotlb_sync":
-            line = f"sync g{op['gather']}"
-        elif k == "access":
-            line = f"access {op['iova']:#x}" + (" write" if op.get("write")
-                                                else "")
-            if op.get("label"):
-                line = f"{op['label']}: {line}"
-        elif k == "speculate":
-            line = f"speculate {op['iova']:#x}"
-        elif k == "advance":
-            line = f"advance {op['ms']!r}"
-        elif k == "flush_all":
-            line = "flush_all"
-        else:
-            raise ValueError(f"op {k!r} has no scenario-file form")
-        lines.append(line)
+        if k == "new_gather":
+            op = {"op": "gather", "name": f"g{op['id']}"}
+        elif k in ("unmap_fast", "iotlb_sync"):
+            op = dict(op, op=_SCENARIO_NAMES.get(k, k),
+                      gather=f"g{op['gather']}")
+        lines.append(op_line(op))
     return "\n".join(lines) + "\n"
