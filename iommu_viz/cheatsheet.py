@@ -44,7 +44,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pgtable.common import KERNELS, SZ_2M, SZ_4K, short_size
+from .pgtable.common import KERNELS, SZ_2M, SZ_4K
 from .quiz import LETTERS, OUTCOMES, cmd_issuer, run_scenario, scenario_text
 
 __all__ = ["CALLERS", "BBMLS", "Row", "Sheet", "build", "case_ops",

@@ -28,10 +28,10 @@ from .eventlog import EventLog, ParsedLog
 from .formats import (  # noqa: F401  (re-exported: the public names)
     CHILD, COVERED, DBG_MAP, DBG_MAPPING, DBG_UNMAP, DBG_UNMAPPED,
     KIND_NAMES, MAP, MAX_PROBLEMS, UNMAP, Event, LogFormatError, Problem,
-    _scan, parse_line,
+    parse_line,
 )
 from .lines import open_text
-from .reader import _BULK, _Reader  # noqa: F401  (tests read these)
+from .reader import _Reader  # noqa: F401  (tests read it)
 
 __all__ = [
     "Event", "EventLog", "LogFormatError", "ParsedLog", "Problem",
